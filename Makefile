@@ -1,0 +1,30 @@
+# `make bench`: create .venv if missing, install segbench, run the default suite on the embedded dataset.
+# `make test`:  run the whole test suite in that environment.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# This machine has the CPU build of torch 2.13.0 on disk; a plain `torch` would pull a multi-GB CUDA build.
+# On a GPU machine install your CUDA torch into .venv first (this step is skipped when torch imports),
+# or run e.g. `make bench TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu128"`.
+TORCH_SPEC ?= torch==2.13.0
+OUT ?= results/bench-default
+PYTEST_ARGS ?=
+
+.PHONY: install bench test bench-report clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install $(TORCH_SPEC)
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+bench: install
+	$(BIN)/segbench run --datasets synthetic,synthetic-multiclass --quick --out $(OUT)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .benchmarks
