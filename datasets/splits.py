@@ -1,0 +1,119 @@
+"""Train/val/test splits: seeded and stratified, or read from a CSV split file."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from segbench.datasets.base import SegmentationDataset
+from segbench.datasets.io import DataError
+
+__all__ = ["SPLITS", "make_split", "stratify_keys", "read_split_file", "write_split_file", "dataset_split"]
+
+SPLITS = ("train", "val", "test")
+
+
+def stratify_keys(dataset: SegmentationDataset, ids: Sequence[str], *, bins: int = 4) -> list[int]:
+    """One stratum per image from its mask alone.
+
+    Binary datasets: the quantile bin of the foreground fraction (small, medium, large lesions...).
+    Multi-class: the most frequent class other than class 0.
+    """
+    fractions, dominant = [], []
+    for sample_id in ids:
+        mask = dataset.load_mask(sample_id)
+        counts = np.bincount(mask[mask != dataset.ignore_index].ravel(), minlength=dataset.num_classes)
+        total = max(1, counts.sum())
+        fractions.append(counts[1:].sum() / total)
+        dominant.append(int(np.argmax(counts[1:])) + 1 if counts[1:].any() else 0)
+    if dataset.num_classes > 2:
+        return dominant
+    edges = np.quantile(fractions, np.linspace(0, 1, bins + 1)[1:-1])
+    return np.searchsorted(edges, fractions, side="right").tolist()
+
+
+def make_split(
+    ids: Sequence[str],
+    *,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+    strata: Sequence[int] | None = None,
+) -> dict[str, list[str]]:
+    """Seeded split of ``ids`` into train/val/test.
+
+    With ``strata``, images are ordered by stratum (random order within each) and dealt out so that every
+    split's running count tracks its fraction: each stratum is then divided in the same proportions.
+    The same ids, seed, fractions and strata always give the same split.
+    """
+    fractions = tuple(float(f) for f in fractions)  # type: ignore[assignment]
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6 or fractions[0] == 0 or fractions[2] == 0:
+        raise ValueError(f"split fractions {fractions} must be three non-negative numbers summing to 1, train and test > 0")
+    if len(ids) < 3:
+        raise DataError(f"{len(ids)} image(s) cannot be split into train/val/test; a dataset needs at least 3")
+    rng = np.random.default_rng(seed)
+    keys = list(strata) if strata is not None else [0] * len(ids)
+    order = sorted(range(len(ids)), key=lambda i: (keys[i], rng.random()))
+    counts = np.zeros(3)
+    target = np.asarray(fractions)
+    out: dict[str, list[str]] = {name: [] for name in SPLITS}
+    for k, i in enumerate(order, start=1):
+        deficit = target * k - counts
+        deficit[target == 0] = -np.inf
+        j = int(np.argmax(deficit + rng.random(3) * 1e-9))  # tiny noise breaks ties at random, seeded
+        counts[j] += 1
+        out[SPLITS[j]].append(ids[i])
+    return {name: sorted(v) for name, v in out.items()}
+
+
+def read_split_file(path: str | Path, ids: Sequence[str]) -> dict[str, list[str]]:
+    """Read a CSV with columns ``image_id,split`` (split in train/val/test); ids not listed are left out."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: split file not found; give a CSV with columns image_id,split")
+    known = set(ids)
+    out: dict[str, list[str]] = {name: [] for name in SPLITS}
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or not {"image_id", "split"} <= set(reader.fieldnames):
+            raise DataError(f"{path}: header is {reader.fieldnames}; the split file needs columns image_id,split")
+        for line, row in enumerate(reader, start=2):
+            image_id, split = row["image_id"].strip(), row["split"].strip()
+            if split not in SPLITS:
+                raise DataError(f"{path}:{line}: split {split!r} is not one of train, val, test")
+            if image_id not in known:
+                raise DataError(f"{path}:{line}: image_id {image_id!r} is not in the dataset; fix the id or remove the row")
+            out[split].append(image_id)
+    seen = [i for v in out.values() for i in v]
+    if len(seen) != len(set(seen)):
+        dup = next(i for i in seen if seen.count(i) > 1)
+        raise DataError(f"{path}: image_id {dup!r} is listed more than once; give each image one split")
+    if not out["train"] or not out["test"]:
+        raise DataError(f"{path}: the split file needs at least one train and one test image")
+    return out
+
+
+def write_split_file(split: dict[str, list[str]], path: str | Path) -> None:
+    with Path(path).open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image_id", "split"])
+        for name in SPLITS:
+            writer.writerows([i, name] for i in split[name])
+
+
+def dataset_split(
+    dataset: SegmentationDataset,
+    *,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+    split_file: str | Path | None = None,
+) -> dict[str, list[str]]:
+    """The split the runner uses: the split file if given, else the dataset's own split, else a stratified seeded one."""
+    ids = dataset.ids()
+    if split_file is not None:
+        return read_split_file(split_file, ids)
+    if (own := dataset.predefined_split()) is not None:
+        return {name: list(own.get(name, [])) for name in SPLITS}
+    return make_split(ids, seed=seed, fractions=fractions, strata=stratify_keys(dataset, ids))

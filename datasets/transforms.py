@@ -1,0 +1,69 @@
+"""Resizing between a dataset's resolution and the resolution a method works at."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+__all__ = ["WorkSize", "parse_size", "work_shape", "resize_image", "resize_mask", "resize_proba"]
+
+#: A method's working resolution: None (native), an int (cap on the longer side, aspect kept) or (width, height).
+WorkSize = int | tuple[int, int] | None
+
+
+def parse_size(text: str | None) -> WorkSize:
+    """Parse ``"256"`` (longer side) or ``"256x192"`` (width x height); ``None``/``""``/``"native"`` -> None."""
+    if text is None or text in ("", "native", "none"):
+        return None
+    try:
+        if "x" in text:
+            w, h = (int(v) for v in text.lower().split("x"))
+            if w <= 0 or h <= 0:
+                raise ValueError
+            return (w, h)
+        side = int(text)
+        if side <= 0:
+            raise ValueError
+        return side
+    except ValueError:
+        raise ValueError(f"size {text!r} is not valid; give the longer side (e.g. 256) or WIDTHxHEIGHT (e.g. 256x192)") from None
+
+
+def work_shape(height: int, width: int, size: WorkSize) -> tuple[int, int]:
+    """The ``(H, W)`` a method works at for an image of ``(height, width)``."""
+    if size is None:
+        return height, width
+    if isinstance(size, tuple):
+        return size[1], size[0]
+    if max(height, width) <= size:  # an int caps the longer side; small images are not blown up
+        return height, width
+    scale = size / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resize_image(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize an ``(H, W, 3) uint8`` image to ``shape=(H', W')`` (bilinear, antialiased when shrinking)."""
+    if image.shape[:2] == tuple(shape):
+        return image
+    return np.asarray(Image.fromarray(image).resize((shape[1], shape[0]), Image.BILINEAR))
+
+
+def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize a label or boolean mask with nearest-neighbour interpolation (labels are never blended)."""
+    if mask.shape == tuple(shape):
+        return mask
+    h, w = mask.shape
+    rows = np.minimum((np.arange(shape[0]) + 0.5) * h / shape[0], h - 1).astype(np.intp)
+    cols = np.minimum((np.arange(shape[1]) + 0.5) * w / shape[1], w - 1).astype(np.intp)
+    return mask[rows[:, None], cols[None, :]]
+
+
+def resize_proba(proba: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize ``(C, H, W)`` probabilities bilinearly to ``(C, *shape)``; columns still sum to 1."""
+    if proba.shape[1:] == tuple(shape):
+        return proba.astype(np.float32, copy=False)
+    t = torch.from_numpy(np.ascontiguousarray(proba, dtype=np.float32))[None]
+    out = F.interpolate(t, size=tuple(shape), mode="bilinear", align_corners=False)[0]
+    return out.numpy()
