@@ -1,0 +1,270 @@
+"""The method interface, post-processing stages, and composition by name (``"deeplab+crf+morph"``).
+
+A method maps an ``(H, W, 3) uint8`` image to ``(C, H, W) float32`` class probabilities at the image's own
+size. Subclasses implement ``_fit`` and ``_predict_proba`` at their working resolution; this base class
+resizes training samples down to it and probabilities back up to the original image, so every method is
+scored at the mask's original resolution whatever size it works at.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from segbench.datasets.base import IGNORE_INDEX, Sample
+from segbench.datasets.transforms import WorkSize, resize_image, resize_mask, resize_proba, work_shape
+from segbench.registry import Registry
+
+__all__ = [
+    "METHODS",
+    "STAGES",
+    "Method",
+    "Stage",
+    "Pipeline",
+    "IncompatibleError",
+    "build_method",
+    "split_spec",
+    "labels_to_proba",
+]
+
+
+class IncompatibleError(ValueError):
+    """A method cannot run on a dataset by design (e.g. a binary-only method on a multi-class dataset)."""
+
+
+@dataclasses.dataclass
+class NoOptions:
+    """A method or stage without options."""
+
+
+def _make_options(owner: type, cls: type, options: Mapping[str, Any]) -> Any:
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        valid = ", ".join(sorted(fields)) or "(none)"
+        raise TypeError(f"{owner.name}: unknown option(s) {', '.join(unknown)}; valid options: {valid}")
+    return cls(**options)
+
+
+def labels_to_proba(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """One-hot ``(C, H, W) float32`` probabilities from an ``(H, W)`` label map."""
+    return (np.arange(num_classes)[:, None, None] == labels[None]).astype(np.float32)
+
+
+class Method(abc.ABC):
+    """A segmentation method behind the harness's one interface.
+
+    Class constants (capability flags) tell the runner and the report what a method is:
+
+    - ``needs_training``: ``fit`` learns from the training split (False: it only reads it, or nothing).
+    - ``supports_gpu``: the method runs on CUDA when ``device`` allows it.
+    - ``binary_only``: only two-class datasets (the runner records other cells as skipped).
+    - ``default_work_size``: the resolution the method works at unless ``--size`` says otherwise.
+    - ``quick_options``: option overrides for small budgets (the default suite, tests).
+
+    Options are a dataclass ``Options`` nested in the subclass; ``self.opts`` holds the validated values.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    family: ClassVar[str] = "classical"
+    needs_training: ClassVar[bool] = True
+    supports_gpu: ClassVar[bool] = False
+    binary_only: ClassVar[bool] = False
+    default_work_size: ClassVar[WorkSize] = None
+    quick_options: ClassVar[dict[str, Any]] = {}
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        seed: int = 0,
+        work_size: WorkSize = None,
+        ignore_index: int = IGNORE_INDEX,
+        **options: Any,
+    ) -> None:
+        if num_classes < 2:
+            raise ValueError(f"{self.name}: num_classes must be at least 2, got {num_classes}")
+        if self.binary_only and num_classes != 2:
+            raise IncompatibleError(f"{self.name} handles two-class datasets only; this one has {num_classes} classes")
+        self.num_classes = num_classes
+        self.seed = seed
+        self.work_size = work_size if work_size is not None else self.default_work_size
+        self.ignore_index = ignore_index
+        self.opts = _make_options(type(self), self.Options, options)
+        self.fitted = False
+
+    # -- public API -------------------------------------------------------------------------------------
+
+    def fit(self, train: Sequence[Sample], val: Sequence[Sample] | None = None) -> "Method":
+        """Learn from ``train`` (and ``val`` for model selection); returns self."""
+        if self.needs_training and len(train) == 0:
+            raise ValueError(f"{self.name}: the training split is empty; give the dataset more images or a split file")
+        self._fit(self._to_work(train), self._to_work(val) if val is not None else None)
+        self.fitted = True
+        return self
+
+    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+        """``(H, W, 3) uint8`` image -> ``(C, H, W) float32`` probabilities at the image's size."""
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"{self.name}: expected an (H, W, 3) image, got shape {image.shape}")
+        h, w = image.shape[:2]
+        small = resize_image(image, work_shape(h, w, self.work_size))
+        proba = self._predict_proba(small)
+        if proba.shape != (self.num_classes, *small.shape[:2]):
+            raise RuntimeError(f"{self.name}: _predict_proba returned {proba.shape}, expected {(self.num_classes, *small.shape[:2])}")
+        return resize_proba(proba, (h, w))
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """``(H, W)`` label map (argmax of ``predict_proba``)."""
+        return self.predict_proba(image).argmax(axis=0).astype(np.uint8 if self.num_classes <= 256 else np.int32)
+
+    def config(self) -> dict[str, Any]:
+        """Everything that identifies this method's settings in records."""
+        return {"method": self.name, "work_size": self.work_size, **dataclasses.asdict(self.opts)}
+
+    # -- for subclasses ---------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _fit(self, train: list[Sample], val: list[Sample] | None) -> None:
+        """Fit on samples already resized to the working resolution."""
+
+    @abc.abstractmethod
+    def _predict_proba(self, image: np.ndarray) -> np.ndarray:
+        """``(h, w, 3) uint8`` at the working resolution -> ``(C, h, w) float32``."""
+
+    def _to_work(self, samples: Sequence[Sample]) -> list[Sample]:
+        out = []
+        for s in samples:
+            shape = work_shape(*s.mask.shape, self.work_size)
+            out.append(
+                Sample(
+                    id=s.id,
+                    image=resize_image(s.image, shape),
+                    mask=resize_mask(s.mask, shape),
+                    ignore=None if s.ignore is None else resize_mask(s.ignore, shape),
+                )
+            )
+        return out
+
+
+class Stage(abc.ABC):
+    """A post-processing stage: probabilities of the method before it in, probabilities out.
+
+    Stages run at the image's original resolution. ``fit`` may tune the stage on the training split given
+    the pipeline before it (never on the test split).
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, num_classes: int, *, seed: int = 0, **options: Any) -> None:
+        self.num_classes = num_classes
+        self.seed = seed
+        self.opts = _make_options(type(self), self.Options, options)
+
+    def fit(self, before: Method, train: Sequence[Sample], val: Sequence[Sample] | None = None) -> None:
+        """Tune on the training split; the default does nothing."""
+
+    @abc.abstractmethod
+    def apply(self, image: np.ndarray, proba: np.ndarray) -> np.ndarray:
+        """``image (H, W, 3) uint8``, ``proba (C, H, W)`` -> refined ``(C, H, W) float32``."""
+
+    def config(self) -> dict[str, Any]:
+        return {"stage": self.name, **dataclasses.asdict(self.opts)}
+
+
+class Pipeline(Method):
+    """A base method followed by post-processing stages, built from a spec such as ``"slic+crf+morph"``."""
+
+    def __init__(self, base: Method, stages: Sequence[Stage]) -> None:
+        self.base = base
+        self.stages = list(stages)
+        self.name = "+".join([base.name, *(s.name for s in stages)])  # type: ignore[misc]
+        self.num_classes = base.num_classes
+        self.seed = base.seed
+        self.work_size = base.work_size
+        self.ignore_index = base.ignore_index
+        self.needs_training = base.needs_training  # type: ignore[misc]
+        self.supports_gpu = base.supports_gpu  # type: ignore[misc]
+        self.family = base.family  # type: ignore[misc]
+        self.fitted = False
+
+    def fit(self, train: Sequence[Sample], val: Sequence[Sample] | None = None) -> "Pipeline":
+        self.base.fit(train, val)
+        for i, stage in enumerate(self.stages):
+            before = self.base if i == 0 else Pipeline(self.base, self.stages[:i])
+            stage.fit(before, train, val)
+        self.fitted = True
+        return self
+
+    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+        proba = self.base.predict_proba(image)
+        for stage in self.stages:
+            proba = stage.apply(image, proba)
+        return proba
+
+    def config(self) -> dict[str, Any]:
+        return {**self.base.config(), "method": self.name, "stages": [s.config() for s in self.stages]}
+
+    def _fit(self, train, val):  # pragma: no cover - Pipeline overrides fit
+        raise NotImplementedError
+
+    def _predict_proba(self, image):  # pragma: no cover - Pipeline overrides predict_proba
+        raise NotImplementedError
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+STAGES: Registry[type[Stage]] = Registry("stage")
+
+
+def split_spec(spec: str) -> tuple[str, list[str]]:
+    """``"deeplab+crf+morph"`` -> ``("deeplab", ["crf", "morph"])``, checking every name exists."""
+    parts = [p.strip() for p in spec.split("+")]
+    if not parts or any(not p for p in parts):
+        raise ValueError(f"method spec {spec!r} is malformed; write METHOD or METHOD+STAGE+STAGE (e.g. slic+crf)")
+    base, stages = parts[0], parts[1:]
+    METHODS.get(base)
+    for stage in stages:
+        if stage in METHODS and stage not in STAGES:
+            raise ValueError(f"{spec!r}: {stage!r} is a method, not a stage; only the first name may be a method")
+        STAGES.get(stage)
+    return base, stages
+
+
+def build_method(
+    spec: str,
+    num_classes: int,
+    *,
+    seed: int = 0,
+    work_size: WorkSize = None,
+    ignore_index: int = IGNORE_INDEX,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    quick: bool = False,
+) -> Method:
+    """Build a method or pipeline from its spec.
+
+    Args:
+        spec: A registered method name, optionally followed by ``+stage`` names.
+        num_classes: Number of classes of the dataset.
+        seed: Seed for everything random in fitting.
+        work_size: Working resolution (see ``segbench.datasets.transforms.WorkSize``); None: the method's default.
+        ignore_index: Label value to ignore in training.
+        options: Per-component options keyed by method or stage name, e.g. ``{"slic": {"n_segments": 400}}``.
+        quick: Apply each method's ``quick_options`` (small budgets) before ``options``.
+    """
+    options = options or {}
+    base_name, stage_names = split_spec(spec)
+    base_cls = METHODS.get(base_name)
+    base_opts = {**(base_cls.quick_options if quick else {}), **options.get(base_name, {})}
+    base = base_cls(num_classes, seed=seed, work_size=work_size, ignore_index=ignore_index, **base_opts)
+    if not stage_names:
+        return base
+    stages = [STAGES.get(n)(num_classes, seed=seed, **options.get(n, {})) for n in stage_names]
+    return Pipeline(base, stages)
