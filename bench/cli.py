@@ -1,0 +1,150 @@
+"""The ``segbench`` command line: run, list, report."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from segbench.datasets import DATASETS, DataError
+from segbench.datasets.transforms import parse_size
+from segbench.methods import METHODS, STAGES
+from segbench.registry import UnknownNameError
+
+__all__ = ["main", "parse_options"]
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def parse_options(items: list[str] | None, what: str) -> dict[str, dict[str, Any]]:
+    """``["slic.n_segments=400", "crf.iterations=5"]`` -> ``{"slic": {"n_segments": 400}, "crf": {...}}``.
+
+    Values are Python literals (numbers, True/False, None, quoted strings, tuples); anything else is a string.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for item in items or []:
+        name, dot, rest = item.partition(".")
+        key, eq, raw = rest.partition("=")
+        if not dot or not eq or not name or not key:
+            raise ValueError(f"{what} option {item!r} is malformed; write NAME.KEY=VALUE, e.g. pixel-rf.n_estimators=100")
+        try:
+            value: Any = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+        out.setdefault(name, {})[key] = value
+    return out
+
+
+def _describe(cls: type) -> str:
+    return cls.description or (cls.__doc__ or "").strip().splitlines()[0]
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    print("Methods:")
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        flags = [cls.family, "trains" if cls.needs_training else "no training"]
+        flags += ["gpu"] if cls.supports_gpu else []
+        flags += ["binary only"] if cls.binary_only else []
+        print(f"  {name:<22} {_describe(cls)} [{', '.join(flags)}]")
+    print("Stages (append with +, e.g. slic+crf):")
+    for name in STAGES.names():
+        print(f"  {name:<22} {_describe(STAGES.get(name))}")
+    print("Datasets:")
+    for name in DATASETS.names():
+        print(f"  {name:<22} {_describe(DATASETS.get(name))}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from segbench.report import write_report
+    from segbench.runner import RunConfig, run
+
+    fractions = tuple(float(v) for v in _csv(args.split))
+    if len(fractions) != 3:
+        raise ValueError(f"--split {args.split!r} needs three fractions TRAIN,VAL,TEST, e.g. 0.6,0.2,0.2")
+    out = Path(args.out or f"results/run-{datetime.now():%Y%m%d-%H%M%S}")
+    config = RunConfig(
+        out=out,
+        datasets=_csv(args.datasets),
+        methods=_csv(args.methods) if args.methods else METHODS.names(),
+        seeds=[int(s) for s in _csv(args.seeds)],
+        data_dir=args.data_dir,
+        split_file=args.split_file,
+        split_seed=args.split_seed,
+        split_fractions=fractions,  # type: ignore[arg-type]
+        size=parse_size(args.size),
+        save_predictions=args.save_predictions,
+        quick=args.quick,
+        warmup=args.warmup,
+        method_options=parse_options(args.opt, "method"),
+        dataset_options=parse_options(args.dataset_opt, "dataset"),
+    )
+    result = run(config, progress=not args.no_progress)
+    text = write_report(out)
+    print(text)
+    print(f"\nRun folder: {out}  (summary.csv, per_image.csv, environment.json, report.md)")
+    if result.failures:
+        print(f"\n{len(result.failures)} cell(s) failed:", file=sys.stderr)
+        for f in result.failures:
+            print(f"  {f['dataset']} / {f['method']} / seed {f['seed']}: {f['error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from segbench.report import write_report
+
+    print(write_report(args.run_dir, figures=not args.no_figures))
+    print(f"\nWritten: {Path(args.run_dir) / 'report.md'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segbench", description="Compare segmentation methods under one protocol.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="fit and score methods on datasets; write a run folder")
+    p.add_argument("--datasets", default="synthetic", help="comma-separated names, or NAME:PATH (default: synthetic)")
+    p.add_argument("--methods", default=None, help="comma-separated specs such as otsu,slic+crf (default: every method)")
+    p.add_argument("--seeds", default="0", help="comma-separated method seeds (default: 0)")
+    p.add_argument("--data-dir", default=None, help="folder holding the datasets (default: $SEGBENCH_DATA_DIR)")
+    p.add_argument("--split-file", default=None, help="CSV with columns image_id,split that overrides the split")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split, shared by all methods")
+    p.add_argument("--split", default="0.6,0.2,0.2", help="train,val,test fractions (default: 0.6,0.2,0.2)")
+    p.add_argument("--size", default=None, help="working resolution: longer side (256) or WxH (256x192); default: per method")
+    p.add_argument("--save-predictions", action="store_true", help="write each predicted label map as a PNG")
+    p.add_argument("--quick", action="store_true", help="small budgets (each method's quick_options): the default suite")
+    p.add_argument("--warmup", type=int, default=1, help="untimed predictions before timing (default: 1)")
+    p.add_argument("--opt", action="append", metavar="METHOD.KEY=VALUE", help="method or stage option (repeatable)")
+    p.add_argument("--dataset-opt", action="append", metavar="DATASET.KEY=VALUE", help="dataset option (repeatable)")
+    p.add_argument("--out", default=None, help="run folder (default: results/run-<timestamp>); re-use it to resume")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("list", help="registered methods, stages and datasets")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("report", help="markdown report (and figures) from a run folder")
+    p.add_argument("run_dir")
+    p.add_argument("--no-figures", action="store_true")
+    p.set_defaults(func=_cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UnknownNameError, DataError, ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"segbench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
