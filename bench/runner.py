@@ -5,6 +5,7 @@ Run folder layout::
     <out>/environment.json      versions, hardware, git commit, full config
     <out>/splits/<dataset>.csv  the split every method of the run used (image_id,split)
     <out>/cells/<key>/          one finished cell: cell.json (summary row, confusion matrix), per_image.csv
+    <out>/artifacts/<key>/      what a method keeps of its cell (checkpoints, heatmaps)
     <out>/summary.csv           one row per dataset x method x seed (rebuilt after every cell)
     <out>/per_image.csv         one row per test image of every cell
     <out>/predictions/<dataset>/<method>/<seed>/<image_id>.png   with --save-predictions
@@ -147,6 +148,7 @@ def _evaluate(
     method_spec: str,
     seed: int,
     run_dir: Path,
+    cell_key: str,
     progress: bool,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
     """Fit one method on one dataset and score it on the test split (val when there is no test)."""
@@ -160,6 +162,7 @@ def _evaluate(
         options=config.method_options,
         quick=config.quick,
     )
+    getattr(method, "base", method).artifacts_dir = run_dir / "artifacts" / cell_key
     train, val = dataset.subset(split["train"]), dataset.subset(split["val"]) if split["val"] and eval_split == "test" else None
     start = time.perf_counter()
     method.fit(train, val)
@@ -248,7 +251,7 @@ def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] 
                 try:
                     if dataset_error is not None:
                         raise dataset_error
-                    summary, rows, extra = _evaluate(config, dataset, name, split, method_spec, seed, run_dir, progress)
+                    summary, rows, extra = _evaluate(config, dataset, name, split, method_spec, seed, run_dir, cell.key, progress)
                 except IncompatibleError as exc:
                     summary, rows, extra = {"status": "skipped", "error": str(exc)}, [], {}
                 except Exception as exc:  # one failing cell must not stop the grid

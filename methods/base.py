@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -98,6 +99,8 @@ class Method(abc.ABC):
         self.ignore_index = ignore_index
         self.opts = _make_options(type(self), self.Options, options)
         self.fitted = False
+        #: Where the method may keep files of its cell (checkpoints, heatmaps); the runner sets it before fit.
+        self.artifacts_dir: Path | None = None
 
     # -- public API -------------------------------------------------------------------------------------
 
