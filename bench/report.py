@@ -23,7 +23,7 @@ def headline_columns(summary: pd.DataFrame, dataset: str, *, prefix: str) -> tup
     classes = [c[len(prefix) + 4 :] for c in summary.columns if c.startswith(f"{prefix}iou_") and rows[c].notna().any()]
     if len(classes) == 2:
         return classes[1], f"{prefix}dice_{classes[1]}", f"{prefix}iou_{classes[1]}"
-    return "mean", f"{prefix}mean_dice", f"{prefix}mean_iou"
+    return "mean over classes", f"{prefix}mean_dice", f"{prefix}mean_iou"
 
 
 def _fmt(value: object, digits: int = 3) -> str:
@@ -61,12 +61,7 @@ def summary_table(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
     }
     table = ok.groupby("method", sort=False)[list(columns)].mean().rename(columns=columns)
     table.insert(0, "seeds", ok.groupby("method", sort=False)["seed"].nunique())
-    table = table.sort_values(columns[dice], ascending=False).reset_index()
-    others = rows[rows["status"] != "ok"].drop_duplicates("method")
-    for _, row in others.iterrows():
-        if row["method"] not in set(table["method"]):
-            table.loc[len(table), "method"] = f"{row['method']} ({row['status']})"
-    return table
+    return table.sort_values(columns[dice], ascending=False).reset_index()
 
 
 def _figures(summary: pd.DataFrame, per_image: pd.DataFrame, fig_dir: Path) -> list[Path]:
@@ -143,6 +138,8 @@ def write_report(run_dir: str | Path, *, figures: bool = True) -> str:
             )
             lines.append("")
         lines += [markdown_table(summary_table(summary, ds)), ""]
+        not_run = d[d["status"] == "skipped"].drop_duplicates("method")
+        lines += [f"Skipped: {r.method} ({r.error})." for r in not_run.itertuples()] + ([""] if len(not_run) else [])
     failed = summary[summary["status"] == "failed"] if not summary.empty else summary
     if len(failed):
         lines += ["## Failed cells", "", markdown_table(failed[["dataset", "method", "seed", "error"]]), ""]
