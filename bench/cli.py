@@ -84,6 +84,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         method_options=parse_options(args.opt, "method"),
         dataset_options=parse_options(args.dataset_opt, "dataset"),
+        executor=args.executor,
+        executor_options={k: v for k, v in {"scheduler": args.scheduler, "workers": args.workers,
+                                            "threads_per_worker": args.threads_per_worker}.items() if v},
+        retries=args.retries,
     )
     result = run(config, progress=not args.no_progress)
     text = write_report(out)
@@ -124,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opt", action="append", metavar="METHOD.KEY=VALUE", help="method or stage option (repeatable)")
     p.add_argument("--dataset-opt", action="append", metavar="DATASET.KEY=VALUE", help="dataset option (repeatable)")
     p.add_argument("--out", default=None, help="run folder (default: results/run-<timestamp>); re-use it to resume")
+    p.add_argument("--executor", choices=["local", "dask"], default="local", help="where cells run (default: local)")
+    p.add_argument("--scheduler", default=None, help="dask: address of a running scheduler, e.g. tcp://host:8786")
+    p.add_argument("--workers", type=int, default=None, help="dask: LocalCluster worker processes")
+    p.add_argument("--threads-per-worker", type=int, default=None, help="dask: torch threads per cell on a LocalCluster")
+    p.add_argument("--retries", type=int, default=1, help="times a failed cell is tried again (default: 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_run)
 

@@ -10,16 +10,19 @@ Run folder layout::
     <out>/per_image.csv         one row per test image of every cell
     <out>/predictions/<dataset>/<method>/<seed>/<image_id>.png   with --save-predictions
 
+A cell (dataset, method, seed, settings) is the unit of work. Executors (``segbench.executors``) run cells
+in this process or on a Dask cluster; workers return records and the driver alone writes the run folder.
 A cell is committed atomically (written to a temporary folder, then renamed) as soon as it ends, and the
-tables are rewritten atomically from the committed cells, so a crash or Ctrl-C never leaves a half-written
-table and re-running the same command skips finished cells. A cell's key includes a hash of everything that
-decides its result, so a changed setting makes a new cell instead of reusing an old one.
+tables are rewritten atomically from the committed cells, so a crash, SIGKILL or Ctrl-C never leaves a
+half-written table, and re-running the same command skips finished cells. A cell's key includes a hash of
+everything that decides its result, so a changed setting makes a new cell instead of reusing an old one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import re
@@ -33,19 +36,21 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
 from segbench.datasets import build_dataset
-from segbench.datasets.base import SegmentationDataset, parse_dataset_spec
+from segbench.datasets.base import parse_dataset_spec
 from segbench.datasets.splits import dataset_split, write_split_file
 from segbench.datasets.transforms import WorkSize
 from segbench.environment import device_name, environment
+from segbench.executors import make_executor
 from segbench.latency import summarize_ms, timed_call
 from segbench.methods import IncompatibleError, build_method, split_spec
 from segbench.metrics import ConfusionMatrix, flatten_scores, scores_from_confusion
 
-__all__ = ["RunConfig", "RunResult", "run", "load_tables"]
+__all__ = ["RunConfig", "RunResult", "CellTask", "CellOutcome", "run", "evaluate_cell", "load_tables"]
 
 KEY_COLUMNS = ["dataset", "method", "seed"]
 
@@ -68,11 +73,16 @@ class RunConfig:
     warmup: int = 1
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     dataset_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    executor: str = "local"
+    executor_options: dict[str, Any] = field(default_factory=dict)
+    retries: int = 1
 
     def validate(self) -> None:
         """Fail before any work on names that do not exist (the error lists the known ones)."""
         if not self.datasets or not self.methods or not self.seeds:
             raise ValueError("a run needs at least one dataset, one method and one seed")
+        if self.retries < 0:
+            raise ValueError(f"retries={self.retries} must be 0 or more")
         for spec in self.datasets:
             parse_dataset_spec(spec)
         for spec in self.methods:
@@ -82,6 +92,41 @@ class RunConfig:
         d = dataclasses.asdict(self)
         d["out"] = str(self.out)
         return d
+
+
+@dataclass(frozen=True)
+class CellTask:
+    """One cell, self-contained and picklable, so any worker can compute it."""
+
+    key: str
+    dataset_spec: str
+    dataset_name: str
+    method: str
+    seed: int
+    split: dict[str, list[str]]
+    artifacts_dir: str
+    data_dir: str | None
+    dataset_options: dict[str, Any]
+    method_options: dict[str, dict[str, Any]]
+    size: WorkSize
+    quick: bool
+    warmup: int
+    save_predictions: bool
+    threads: int | None = None
+
+
+@dataclass
+class CellOutcome:
+    """What a worker returns: the summary row, per-image rows, extras for cell.json, and PNG-encoded predictions."""
+
+    summary: dict[str, Any]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    predictions: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return self.summary["status"]
 
 
 @dataclass
@@ -110,83 +155,65 @@ def _components(method_spec: str) -> list[str]:
     return [base, *stages]
 
 
-def _dataset_name(spec: str) -> str:
-    return parse_dataset_spec(spec)[0]
+def _failed(exc: BaseException, *, trace: str | None = None) -> CellOutcome:
+    return CellOutcome({"status": "failed", "error": f"{type(exc).__name__}: {exc}"}, extra={"traceback": trace or ""})
 
 
-class _Cell:
-    """One (dataset, method, seed) of the grid and where its records live."""
+def evaluate_cell(task: CellTask) -> CellOutcome:
+    """Fit one method on one dataset's train split and score it on test (val when there is no test).
 
-    def __init__(self, run_dir: Path, dataset: str, method: str, seed: int, identity: dict[str, Any]) -> None:
-        self.dataset, self.method, self.seed = dataset, method, seed
-        self.identity = identity
-        self.key = f"{_slug(dataset)}__{_slug(method)}__seed{seed}-{_hash(identity)}"
-        self.dir = run_dir / "cells" / self.key
-
-    def finished(self) -> dict[str, Any] | None:
-        path = self.dir / "cell.json"
-        if not path.is_file():
-            return None
-        record = json.loads(path.read_text())
-        return record if record["summary"]["status"] in ("ok", "skipped") else None
-
-    def commit(self, summary: dict[str, Any], rows: list[dict[str, Any]], extra: dict[str, Any]) -> None:
-        tmp = self.dir.with_name(f".tmp-{self.key}-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        (tmp / "cell.json").write_text(json.dumps({"summary": summary, "identity": self.identity, **extra}, indent=1, default=str))
-        pd.DataFrame(rows).to_csv(tmp / "per_image.csv", index=False)
-        shutil.rmtree(self.dir, ignore_errors=True)  # a failed attempt of the same cell
-        os.replace(tmp, self.dir)
+    Never raises: an error becomes a ``failed`` outcome, a method that cannot handle the dataset a
+    ``skipped`` one.
+    """
+    try:
+        if task.threads:
+            torch.set_num_threads(task.threads)
+        return _evaluate(task)
+    except IncompatibleError as exc:
+        return CellOutcome({"status": "skipped", "error": str(exc)})
+    except Exception as exc:  # one failing cell must not stop the grid
+        return _failed(exc, trace=traceback.format_exc())
 
 
-def _evaluate(
-    config: RunConfig,
-    dataset: SegmentationDataset,
-    dataset_name: str,
-    split: dict[str, list[str]],
-    method_spec: str,
-    seed: int,
-    run_dir: Path,
-    cell_key: str,
-    progress: bool,
-) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
-    """Fit one method on one dataset and score it on the test split (val when there is no test)."""
+def _evaluate(task: CellTask) -> CellOutcome:
+    dataset = build_dataset(task.dataset_spec, data_dir=task.data_dir, options=task.dataset_options)
+    split = task.split
     eval_split = "test" if split["test"] else "val"
     method = build_method(
-        method_spec,
+        task.method,
         dataset.num_classes,
-        seed=seed,
-        work_size=config.size,
+        seed=task.seed,
+        work_size=task.size,
         ignore_index=dataset.ignore_index,
-        options=config.method_options,
-        quick=config.quick,
+        options=task.method_options,
+        quick=task.quick,
     )
-    getattr(method, "base", method).artifacts_dir = run_dir / "artifacts" / cell_key
-    train, val = dataset.subset(split["train"]), dataset.subset(split["val"]) if split["val"] and eval_split == "test" else None
+    getattr(method, "base", method).artifacts_dir = Path(task.artifacts_dir)
+    train = dataset.subset(split["train"])
+    val = dataset.subset(split["val"]) if split["val"] and eval_split == "test" else None
     start = time.perf_counter()
     method.fit(train, val)
     train_s = time.perf_counter() - start
 
     meter = ConfusionMatrix(dataset.num_classes, ignore_index=dataset.ignore_index)
-    rows, times = [], []
-    pred_dir = run_dir / "predictions" / dataset_name / _slug(method_spec) / str(seed)
+    rows, times, predictions = [], [], {}
     test_ids = split[eval_split]
-    for i, sample_id in enumerate(tqdm(test_ids, desc=f"{method_spec} predict", leave=False, disable=not progress)):
+    for i, sample_id in enumerate(tqdm(test_ids, desc=f"{task.method} predict", leave=False, disable=None)):
         sample = dataset.load(sample_id)
         if i == 0:
-            for _ in range(config.warmup):  # first calls pay for lazy initialisation; never timed
+            for _ in range(task.warmup):  # first calls pay for lazy initialisation; never timed
                 method.predict(sample.image)
         labels, ms = timed_call(method.predict, sample.image)
         times.append(ms)
         cm = meter.update(sample.mask, labels, ignore_mask=sample.ignore)
-        row = {"dataset": dataset_name, "method": method_spec, "seed": seed, "image_id": sample_id}
+        row = {"dataset": task.dataset_name, "method": task.method, "seed": task.seed, "image_id": sample_id}
         row.update(flatten_scores(scores_from_confusion(cm), dataset.class_names))
         row["latency_ms"] = ms
         rows.append(row)
-        if config.save_predictions:
-            pred_dir.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(labels.astype(np.uint8)).save(pred_dir / f"{_slug(sample_id)}.png")
+        if task.save_predictions:
+            buffer = io.BytesIO()
+            Image.fromarray(labels.astype(np.uint8)).save(buffer, format="PNG")
+            predictions[sample_id] = buffer.getvalue()
     result = meter.compute()
     device = str(getattr(getattr(method, "base", method), "device", "cpu"))
     summary = {
@@ -201,86 +228,150 @@ def _evaluate(
         **summarize_ms(times),
         "device": device,
         "device_name": device_name(device),
+        "threads": torch.get_num_threads(),
         "work_size": json.dumps(method.work_size),
         **flatten_scores(result["dataset"], dataset.class_names, prefix="dataset_"),
         **flatten_scores(result["per_image"], dataset.class_names, prefix="per_image_"),
         "method_config": json.dumps(method.config(), default=str),
     }
-    return summary, rows, {"confusion_matrix": meter.matrix.tolist(), "class_names": list(dataset.class_names)}
+    extra = {"confusion_matrix": meter.matrix.tolist(), "class_names": list(dataset.class_names)}
+    return CellOutcome(summary, rows, extra, predictions)
+
+
+class _RunFolder:
+    """The driver's side: the only writer of the run folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "cells").mkdir(parents=True, exist_ok=True)
+        (root / "splits").mkdir(exist_ok=True)
+
+    def cell_dir(self, key: str) -> Path:
+        return self.root / "cells" / key
+
+    def finished(self, key: str) -> bool:
+        path = self.cell_dir(key) / "cell.json"
+        return path.is_file() and json.loads(path.read_text())["summary"]["status"] in ("ok", "skipped")
+
+    def commit(self, task: CellTask, outcome: CellOutcome, *, attempts: int) -> None:
+        if outcome.predictions:
+            pred_dir = self.root / "predictions" / task.dataset_name / _slug(task.method) / str(task.seed)
+            pred_dir.mkdir(parents=True, exist_ok=True)
+            for sample_id, png in outcome.predictions.items():
+                _write_atomic(pred_dir / f"{_slug(sample_id)}.png", lambda p, png=png: p.write_bytes(png))
+        final = self.cell_dir(task.key)
+        tmp = final.with_name(f".tmp-{task.key}-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        summary = {"dataset": task.dataset_name, "method": task.method, "seed": task.seed, **outcome.summary, "attempts": attempts}
+        record = {"summary": summary, "key": task.key, **outcome.extra}
+        (tmp / "cell.json").write_text(json.dumps(record, indent=1, default=str))
+        pd.DataFrame(outcome.rows).to_csv(tmp / "per_image.csv", index=False)
+        shutil.rmtree(final, ignore_errors=True)  # an earlier failed attempt of the same cell
+        os.replace(tmp, final)
+
+    def write_tables(self, keys: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Rebuild summary.csv and per_image.csv from the committed cells, in grid order."""
+        summaries, per_image = [], []
+        for key in keys:
+            path = self.cell_dir(key) / "cell.json"
+            if not path.is_file():
+                continue
+            summaries.append(json.loads(path.read_text())["summary"])
+            rows_path = self.cell_dir(key) / "per_image.csv"
+            if rows_path.stat().st_size > 1:
+                per_image.append(pd.read_csv(rows_path, dtype={"image_id": str}))
+        summary = pd.DataFrame(summaries)
+        images = pd.concat(per_image, ignore_index=True) if per_image else pd.DataFrame(columns=[*KEY_COLUMNS, "image_id"])
+        _write_atomic(self.root / "summary.csv", lambda p: summary.to_csv(p, index=False))
+        _write_atomic(self.root / "per_image.csv", lambda p: images.to_csv(p, index=False))
+        return summary, images
+
+
+def _plan(config: RunConfig, folder: _RunFolder) -> tuple[list[CellTask], dict[str, CellOutcome]]:
+    """Every cell of the grid, in order, and the outcomes already known on the driver (broken datasets)."""
+    tasks, known = [], {}
+    for dataset_spec in config.datasets:
+        name = parse_dataset_spec(dataset_spec)[0]
+        options = config.dataset_options.get(name, {})
+        try:
+            dataset = build_dataset(dataset_spec, data_dir=config.data_dir, options=options)
+            split = dataset_split(dataset, seed=config.split_seed, fractions=config.split_fractions, split_file=config.split_file)
+            write_split_file(split, folder.root / "splits" / f"{_slug(name)}.csv")
+            dataset_config, broken = dataset.config(), None
+        except Exception as exc:  # a missing or broken dataset fails its cells, not the run
+            split, dataset_config, broken = {"train": [], "val": [], "test": []}, None, _failed(exc, trace=traceback.format_exc())
+        for method_spec in config.methods:
+            method_options = {k: v for k, v in config.method_options.items() if k in _components(method_spec)}
+            for seed in config.seeds:
+                identity = {
+                    "dataset": dataset_spec, "dataset_config": dataset_config, "split": _hash(split),
+                    "method": method_spec, "options": method_options, "size": config.size,
+                    "quick": config.quick, "seed": seed,
+                }
+                key = f"{_slug(name)}__{_slug(method_spec)}__seed{seed}-{_hash(identity)}"
+                task = CellTask(
+                    key=key, dataset_spec=dataset_spec, dataset_name=name, method=method_spec, seed=seed,
+                    split=split, artifacts_dir=str(folder.root / "artifacts" / key), data_dir=config.data_dir,
+                    dataset_options=options, method_options=method_options, size=config.size, quick=config.quick,
+                    warmup=config.warmup, save_predictions=config.save_predictions,
+                    threads=config.executor_options.get("threads_per_worker") if config.executor == "dask" else None,
+                )
+                tasks.append(task)
+                if broken is not None:
+                    known[key] = broken
+    return tasks, known
 
 
 def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] = print) -> RunResult:
-    """Run the grid, committing each cell as it finishes; returns the tables and the failures."""
-    config.validate()
-    run_dir = Path(config.out)
-    (run_dir / "cells").mkdir(parents=True, exist_ok=True)
-    (run_dir / "splits").mkdir(exist_ok=True)
-    _write_atomic(run_dir / "environment.json", lambda p: p.write_text(json.dumps(environment(config.to_json()), indent=1, default=str)))
+    """Run the grid, committing each cell as it finishes; returns the tables and the failures.
 
-    cells: list[_Cell] = []
-    total = len(config.datasets) * len(config.methods) * len(config.seeds)
-    bar = tqdm(total=total, desc="cells", disable=not progress)
-    for dataset_spec in config.datasets:
-        name = _dataset_name(dataset_spec)
-        try:
-            dataset = build_dataset(dataset_spec, data_dir=config.data_dir, options=config.dataset_options.get(name))
-            split = dataset_split(dataset, seed=config.split_seed, fractions=config.split_fractions, split_file=config.split_file)
-            write_split_file(split, run_dir / "splits" / f"{_slug(name)}.csv")
-            dataset_error = None
-        except Exception as exc:  # a missing or broken dataset fails its cells, not the run
-            dataset, split, dataset_error = None, None, exc
-        for method_spec in config.methods:
-            for seed in config.seeds:
-                identity = {
-                    "dataset": dataset_spec,
-                    "dataset_config": dataset.config() if dataset else None,
-                    "split": _hash(split),
-                    "method": method_spec,
-                    "options": {k: v for k, v in config.method_options.items() if k in _components(method_spec)},
-                    "size": config.size,
-                    "quick": config.quick,
-                    "seed": seed,
-                }
-                cell = _Cell(run_dir, name, method_spec, seed, identity)
-                cells.append(cell)
-                bar.set_postfix_str(f"{name} {method_spec} seed {seed}")
-                if cell.finished():
-                    bar.update()
-                    continue
-                head = {"dataset": name, "method": method_spec, "seed": seed}
-                try:
-                    if dataset_error is not None:
-                        raise dataset_error
-                    summary, rows, extra = _evaluate(config, dataset, name, split, method_spec, seed, run_dir, cell.key, progress)
-                except IncompatibleError as exc:
-                    summary, rows, extra = {"status": "skipped", "error": str(exc)}, [], {}
-                except Exception as exc:  # one failing cell must not stop the grid
-                    summary, rows, extra = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}, [], {"traceback": traceback.format_exc()}
-                    log(f"FAILED {name} / {method_spec} / seed {seed}: {summary['error']}")
-                cell.commit({**head, **summary}, rows, extra)
-                _write_tables(run_dir, cells)
-                bar.update()
-    bar.close()
-    summary, per_image = _write_tables(run_dir, cells)
+    Failed cells are retried up to ``config.retries`` times (a dead worker counts as a failure); finished
+    cells found in the run folder are skipped.
+    """
+    config.validate()
+    folder = _RunFolder(Path(config.out))
+    _write_atomic(folder.root / "environment.json", lambda p: p.write_text(json.dumps(environment(config.to_json()), indent=1, default=str)))
+    tasks, known = _plan(config, folder)
+    keys = [t.key for t in tasks]
+    todo = [t for t in tasks if not folder.finished(t.key)]
+    counts = {"ok": len(tasks) - len(todo), "failed": 0, "skipped": 0}
+    bar = tqdm(total=len(tasks), initial=counts["ok"], desc="cells", disable=not progress)
+    attempts: dict[str, int] = {}
+
+    def finish(task: CellTask, outcome: CellOutcome) -> bool:
+        """Commit a cell; returns True if it should run again."""
+        attempts[task.key] = attempts.get(task.key, 0) + 1
+        if outcome.status == "failed" and attempts[task.key] <= config.retries and task.key not in known:
+            log(f"retrying {task.dataset_name} / {task.method} / seed {task.seed} after: {outcome.summary['error']}")
+            return True
+        if outcome.status == "failed":
+            log(f"FAILED {task.dataset_name} / {task.method} / seed {task.seed}: {outcome.summary['error']}")
+        folder.commit(task, outcome, attempts=attempts[task.key])
+        folder.write_tables(keys)
+        counts[outcome.status] += 1
+        bar.set_postfix(counts)
+        bar.update()
+        return False
+
+    pending = []
+    for task in todo:
+        if task.key in known:
+            finish(task, known[task.key])
+        else:
+            pending.append(task)
+    executor = make_executor(config.executor, **config.executor_options) if pending else None
+    try:
+        while pending:
+            retry = [t for t, outcome in executor.map_unordered(evaluate_cell, pending, lambda t, e: _failed(e)) if finish(t, outcome)]
+            pending = retry
+    finally:
+        if executor is not None:
+            executor.close()
+        bar.close()
+    summary, per_image = folder.write_tables(keys)
     failures = summary[summary["status"] == "failed"][KEY_COLUMNS + ["error"]].to_dict("records") if len(summary) else []
     return RunResult(summary, per_image, failures)
-
-
-def _write_tables(run_dir: Path, cells: list[_Cell]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    summaries, per_image = [], []
-    for cell in cells:
-        path = cell.dir / "cell.json"
-        if not path.is_file():
-            continue
-        summaries.append(json.loads(path.read_text())["summary"])
-        rows_path = cell.dir / "per_image.csv"
-        if rows_path.stat().st_size > 1:
-            per_image.append(pd.read_csv(rows_path, dtype={"image_id": str}))
-    summary = pd.DataFrame(summaries)
-    images = pd.concat(per_image, ignore_index=True) if per_image else pd.DataFrame(columns=[*KEY_COLUMNS, "image_id"])
-    _write_atomic(run_dir / "summary.csv", lambda p: summary.to_csv(p, index=False))
-    _write_atomic(run_dir / "per_image.csv", lambda p: images.to_csv(p, index=False))
-    return summary, images
 
 
 def load_tables(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
