@@ -84,6 +84,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         method_options=parse_options(args.opt, "method"),
         dataset_options=parse_options(args.dataset_opt, "dataset"),
+        imports=args.imports or [],
         executor=args.executor,
         executor_options={k: v for k, v in {"scheduler": args.scheduler, "workers": args.workers,
                                             "threads_per_worker": args.threads_per_worker}.items() if v},
@@ -128,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opt", action="append", metavar="METHOD.KEY=VALUE", help="method or stage option (repeatable)")
     p.add_argument("--dataset-opt", action="append", metavar="DATASET.KEY=VALUE", help="dataset option (repeatable)")
     p.add_argument("--out", default=None, help="run folder (default: results/run-<timestamp>); re-use it to resume")
+    p.add_argument("--import", dest="imports", action="append", metavar="MODULE",
+                   help="import a module that registers your own methods or datasets (repeatable; dask workers too)")
     p.add_argument("--executor", choices=["local", "dask"], default="local", help="where cells run (default: local)")
     p.add_argument("--scheduler", default=None, help="dask: address of a running scheduler, e.g. tcp://host:8786")
     p.add_argument("--workers", type=int, default=None, help="dask: LocalCluster worker processes")
@@ -150,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UnknownNameError, DataError, ValueError, TypeError, FileNotFoundError) as exc:
+    except (UnknownNameError, DataError, ValueError, TypeError, FileNotFoundError, ModuleNotFoundError) as exc:
         print(f"segbench: error: {exc}", file=sys.stderr)
         return 2
 

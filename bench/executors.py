@@ -51,11 +51,19 @@ class DaskExecutor:
         workers: LocalCluster worker processes (default: one per two cores, at least 2).
         threads_per_worker: torch/BLAS threads each cell may use on a LocalCluster worker, so that workers
             do not oversubscribe the cores (default: cores // workers).
+        preload: modules every worker imports before running cells (where your own methods register).
     """
 
     name = "dask"
 
-    def __init__(self, *, scheduler: str | None = None, workers: int | None = None, threads_per_worker: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        scheduler: str | None = None,
+        workers: int | None = None,
+        threads_per_worker: int | None = None,
+        preload: list[str] | None = None,
+    ) -> None:
         try:
             from dask.distributed import Client, LocalCluster
         except ImportError as exc:
@@ -63,13 +71,16 @@ class DaskExecutor:
         cores = os.cpu_count() or 1
         self.workers = workers or max(2, cores // 2)
         self.threads = threads_per_worker or max(1, cores // self.workers)
+        preload = list(preload or [])
         if scheduler:
             self._cluster = None
             self.client = Client(scheduler)
+            if preload:
+                self.client.run(_import_all, preload)
         else:
             self._cluster = LocalCluster(
                 n_workers=self.workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                env={"OMP_NUM_THREADS": str(self.threads)},
+                env={"OMP_NUM_THREADS": str(self.threads)}, preload=preload,
             )
             self.client = Client(self._cluster)
 
@@ -89,6 +100,13 @@ class DaskExecutor:
         self.client.close()
         if self._cluster is not None:
             self._cluster.close()
+
+
+def _import_all(modules: list[str]) -> None:
+    import importlib
+
+    for module in modules:
+        importlib.import_module(module)
 
 
 def make_executor(kind: Literal["local", "dask"], **options: Any) -> Executor:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -73,6 +74,7 @@ class RunConfig:
     warmup: int = 1
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     dataset_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    imports: list[str] = field(default_factory=list)
     executor: str = "local"
     executor_options: dict[str, Any] = field(default_factory=dict)
     retries: int = 1
@@ -329,6 +331,8 @@ def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] 
     Failed cells are retried up to ``config.retries`` times (a dead worker counts as a failure); finished
     cells found in the run folder are skipped.
     """
+    for module in config.imports:  # modules that register the user's own methods and datasets
+        importlib.import_module(module)
     config.validate()
     folder = _RunFolder(Path(config.out))
     _write_atomic(folder.root / "environment.json", lambda p: p.write_text(json.dumps(environment(config.to_json()), indent=1, default=str)))
@@ -360,7 +364,8 @@ def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] 
             finish(task, known[task.key])
         else:
             pending.append(task)
-    executor = make_executor(config.executor, **config.executor_options) if pending else None
+    options = {**config.executor_options, **({"preload": config.imports} if config.executor == "dask" else {})}
+    executor = make_executor(config.executor, **options) if pending else None
     try:
         while pending:
             retry = [t for t, outcome in executor.map_unordered(evaluate_cell, pending, lambda t, e: _failed(e)) if finish(t, outcome)]

@@ -1,4 +1,5 @@
-"""A method for the crash test: slow to fit, and logs each fit to a file, so a test can tell which cells ran."""
+"""Methods for the crash tests, imported with ``--import slow_method``: one slow to fit that logs each fit to a
+file (so a test can tell which cells ran), one that kills its own process."""
 
 from __future__ import annotations
 
@@ -23,3 +24,14 @@ class SlowLogged(Method):
         proba = np.zeros((self.num_classes, *image.shape[:2]), np.float32)
         proba[0] = 1
         return proba
+
+
+@METHODS.register("test-dies")
+class Dies(Method):
+    description = "kills its own process in fit, as an out-of-memory kill would (tests only)"
+
+    def _fit(self, train, val):
+        os._exit(3)
+
+    def _predict_proba(self, image):  # pragma: no cover
+        raise AssertionError

@@ -47,13 +47,10 @@ def test_failing_cell_is_retried_recorded_and_the_rest_finishes(tmp_path):
 
 def _start(out: Path, fit_log: Path, seeds: str) -> subprocess.Popen:
     tests = Path(__file__).parent
-    code = (
-        "import sys, slow_method; from segbench.cli import main; "
-        f"sys.exit(main(['run', '--datasets', 'synthetic', '--methods', 'test-slow-logged', '--seeds', '{seeds}', "
-        f"'--dataset-opt', 'synthetic.num_images=9', '--dataset-opt', 'synthetic.size=(40,32)', '--out', r'{out}', '--no-progress']))"
-    )
+    args = ["run", "--import", "slow_method", "--datasets", "synthetic", "--methods", "test-slow-logged", "--seeds", seeds,
+            "--dataset-opt", "synthetic.num_images=9", "--dataset-opt", "synthetic.size=(40,32)", "--out", str(out), "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(tests), "SEGBENCH_TEST_FIT_LOG": str(fit_log), "SEGBENCH_TEST_FIT_SECONDS": "1.0"}
-    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen([sys.executable, "-m", "segbench.cli", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def test_sigkill_then_resume_recomputes_nothing_finished(tmp_path):
@@ -80,3 +77,17 @@ def test_sigkill_then_resume_recomputes_nothing_finished(tmp_path):
     assert sorted(summary["seed"]) == [0, 1, 2, 3, 4, 5] and set(summary["status"]) == {"ok"}
     assert len(pd.read_csv(out / "per_image.csv")) == 6 * len(pd.read_csv(out / "splits" / "synthetic.csv").query("split == 'test'"))
     assert not list(out.rglob(".*tmp*")) or all(p.parent.name == "cells" for p in out.rglob(".tmp-*"))
+
+
+def test_dead_worker_is_retried_then_recorded(tmp_path):
+    pytest.importorskip("dask.distributed", reason="the dask executor needs dask[distributed]")
+    import dask
+
+    config = RunConfig(out=tmp_path / "run", datasets=["synthetic"], methods=["test-dies", "otsu"], dataset_options=TINY,
+                       imports=["slow_method"], executor="dask", executor_options={"workers": 2, "threads_per_worker": 1}, retries=1)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # one death is enough to give up on a task
+        result = run(config, progress=False, log=lambda line: None)
+    status = result.summary.set_index("method")
+    assert status.loc["otsu", "status"] == "ok"
+    assert status.loc["test-dies", "status"] == "failed" and status.loc["test-dies", "attempts"] == 2
+    assert "KilledWorker" in status.loc["test-dies", "error"]
