@@ -11,7 +11,7 @@ from typing import Any
 
 from segbench.datasets import DATASETS, DataError
 from segbench.datasets.transforms import parse_size
-from segbench.methods import METHODS, STAGES
+from segbench.methods import METHODS, STAGES, split_spec
 from segbench.registry import UnknownNameError
 
 __all__ = ["main", "parse_options"]
@@ -102,6 +102,41 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_latency(args: argparse.Namespace) -> int:
+    import json
+
+    from segbench.environment import environment
+    from segbench.latency import method_latency_table
+    from segbench.report import latency_markdown
+
+    sizes = []
+    for text in _csv(args.sizes):
+        size = parse_size(text)
+        if not isinstance(size, tuple):
+            raise ValueError(f"--sizes needs WIDTHxHEIGHT values such as 256x256, got {text!r}")
+        sizes.append(size)
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {args.device}: CUDA is not available here; use --device cpu")
+    methods = _csv(args.methods) if args.methods else METHODS.names()
+    for spec in methods:
+        split_spec(spec)  # unknown names fail here, listing the known ones, before any timing
+    out = Path(args.out or f"results/latency-{datetime.now():%Y%m%d-%H%M%S}")
+    out.mkdir(parents=True, exist_ok=True)
+    config = {"methods": methods, "sizes": args.sizes, "device": args.device, "amp": args.amp,
+              "warmup": args.warmup, "repeats": args.repeats}
+    (out / "environment.json").write_text(json.dumps(environment(config), indent=1, default=str))
+    table = method_latency_table(methods, sizes, device=args.device, amp=args.amp, warmup=args.warmup, repeats=args.repeats)
+    table.to_csv(out / "latency.csv", index=False)
+    text = latency_markdown(table)
+    (out / "latency.md").write_text(text)
+    print(text)
+    print(f"\nWritten: {out / 'latency.csv'}")
+    return 1 if (table["status"] == "failed").any() else 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from segbench.report import write_report
 
@@ -141,6 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="registered methods, stages and datasets")
     p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("latency", help="inference latency of methods at given input sizes (no full run)")
+    p.add_argument("--methods", default=None, help="comma-separated specs (default: every method)")
+    p.add_argument("--sizes", default="256x256,512x512", help="comma-separated WIDTHxHEIGHT input sizes")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (deep methods; classical ones run on the CPU)")
+    p.add_argument("--amp", action="store_true", help="mixed precision for deep methods on CUDA")
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls first (default: 3)")
+    p.add_argument("--repeats", type=int, default=10, help="timed calls (default: 10)")
+    p.add_argument("--out", default=None, help="folder for latency.csv (default: results/latency-<timestamp>)")
+    p.set_defaults(func=_cmd_latency)
 
     p = sub.add_parser("report", help="markdown report (and figures) from a run folder")
     p.add_argument("run_dir")

@@ -1,23 +1,36 @@
-"""Inference timing: synchronised wall-clock around each call, summarised as median and p95 in ms."""
+"""The latency protocol, in one place: used by the runner and by ``segbench latency``.
+
+Inference only: warm-up calls first (never timed: lazy initialisation, caches, cuDNN autotuning), then
+``repeats`` timed calls, each wrapped in a CUDA synchronize on both sides when CUDA is in use, so a timer
+measures the kernels and not only their launch. Results are the median, p95, mean and standard deviation in
+milliseconds, images per second, and the peak memory of the timed calls, with everything needed to read the
+figure (device name, dtype, AMP and channels-last flags, threads, image size, batch size).
+
+Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` after a reset; on CPU, the growth of the process's
+peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs`` on Linux) above the resident set
+before the warm-up, i.e. the extra memory inference needed.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import torch
 
-__all__ = ["synchronize", "timed_call", "summarize_ms"]
+__all__ = ["synchronize", "timed_call", "summarize_ms", "LatencyResult", "measure", "MemoryProbe", "method_latency_table"]
 
 R = TypeVar("R")
 
 
-def synchronize() -> None:
-    """Wait for queued CUDA work, so a timer measures the kernels and not only their launch."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
+def synchronize(device: str | None = None) -> None:
+    """Wait for queued CUDA work (no-op on CPU or before CUDA is initialised)."""
+    if device is not None and not device.startswith("cuda"):
         return
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.synchronize()
@@ -43,3 +56,168 @@ def summarize_ms(times_ms: Sequence[float]) -> dict[str, float]:
         "latency_ms_mean": float(t.mean()),
         "latency_ms_std": float(t.std(ddof=1)) if t.size > 1 else 0.0,
     }
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+class MemoryProbe:
+    """Peak memory of a block of code: CUDA max allocated, or growth of the CPU peak resident set."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device.startswith("cuda") and torch.cuda.is_available()
+        self.peak_mb = float("nan")
+
+    def __enter__(self) -> "MemoryProbe":
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+            self._base = torch.cuda.memory_allocated()
+        else:
+            try:  # "5" resets the peak resident set (VmHWM) to the current one (Linux >= 4.0)
+                Path("/proc/self/clear_refs").write_text("5")
+            except OSError:
+                pass
+            self._base = _status_kb("VmRSS")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.cuda:
+            self.peak_mb = (torch.cuda.max_memory_allocated() - self._base) / 2**20
+        else:
+            peak = _status_kb("VmHWM")
+            if peak is not None and self._base is not None:
+                self.peak_mb = max(0, peak - self._base) / 1024
+
+
+@dataclass
+class LatencyResult:
+    """Timed repeats of one call and the context needed to read them."""
+
+    times_ms: list[float]
+    warmup: int
+    repeats: int
+    batch_size: int
+    device: str
+    device_name: str
+    threads: int
+    image_size: str = ""
+    dtype: str = "float32"
+    amp: bool = False
+    channels_last: bool = False
+    peak_mem_mb: float = float("nan")
+
+    def row(self) -> dict[str, Any]:
+        """Flat record: summary statistics, images per second, and the context (units in the names)."""
+        stats = summarize_ms(self.times_ms)
+        d = {k: v for k, v in asdict(self).items() if k != "times_ms"}
+        return {**stats, "images_per_s": 1e3 * self.batch_size / stats["latency_ms_p50"], **d}
+
+
+def measure(
+    fn: Callable[[], Any],
+    *,
+    warmup: int = 3,
+    repeats: int = 20,
+    device: str = "cpu",
+    batch_size: int = 1,
+    **context: Any,
+) -> LatencyResult:
+    """Time ``fn()``: ``warmup`` untimed calls, then ``repeats`` timed ones, under ``torch.inference_mode``.
+
+    Args:
+        fn: One inference call on already-loaded input (no decoding or training inside).
+        warmup: Untimed calls first.
+        repeats: Timed calls; the result holds exactly this many times.
+        device: ``"cpu"`` or ``"cuda[:i]"``: decides synchronisation and the memory probe.
+        batch_size: Images per call, for images per second.
+        **context: Recorded with the figures: image_size, dtype, amp, channels_last.
+    """
+    if warmup < 0 or repeats < 1:
+        raise ValueError(f"warmup={warmup} must be >= 0 and repeats={repeats} >= 1")
+    from segbench.environment import device_name
+
+    times = []
+    # The probe spans the warm-up too: allocators keep what warm-up freed, so a probe started after it
+    # would miss the memory inference needs.
+    with torch.inference_mode(), MemoryProbe(device) as memory:
+        for _ in range(warmup):
+            fn()
+        for _ in range(repeats):
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            times.append((time.perf_counter() - start) * 1e3)
+    return LatencyResult(
+        times_ms=times, warmup=warmup, repeats=repeats, batch_size=batch_size, device=device,
+        device_name=device_name(device), threads=torch.get_num_threads(), peak_mem_mb=memory.peak_mb, **context,
+    )
+
+
+def _timing_method(spec: str, size: tuple[int, int], *, device: str, amp: bool, seed: int) -> Any:
+    """A method ready to predict at ``size`` (W, H): untrained where it allows (deep models: random weights,
+    which cost the same), else fitted with its quick budget on a few synthetic images of that size."""
+    from segbench.datasets import build_dataset
+    from segbench.methods import METHODS, build_method, split_spec
+
+    base_name = split_spec(spec)[0]
+    options: dict[str, dict[str, Any]] = {}
+    fields = {f.name for f in dataclasses.fields(METHODS.get(base_name).Options)}
+    extra = {k: v for k, v in {"device": device, "amp": amp}.items() if k in fields}
+    if extra:
+        options[base_name] = extra
+    dataset = build_dataset("synthetic", options={"num_images": 8, "size": size, "seed": seed})
+    method = build_method(spec, dataset.num_classes, seed=seed, work_size=size, options=options, quick=True)
+    base = getattr(method, "base", method)
+    if base.prepare_untrained():
+        stages = getattr(method, "stages", [])
+        for stage in stages:  # stages are cheap to fit, and some tune on the training images
+            stage.fit(base, dataset.subset(dataset.ids()[:6]), None)
+        return method, dataset, "untrained"
+    method.fit(dataset.subset(dataset.ids()[:6]), dataset.subset(dataset.ids()[6:]))
+    return method, dataset, "quick fit on synthetic"
+
+
+def method_latency_table(
+    methods: Sequence[str],
+    sizes: Sequence[tuple[int, int]],
+    *,
+    device: str = "cpu",
+    amp: bool = False,
+    warmup: int = 3,
+    repeats: int = 10,
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+) -> Any:
+    """Latency of each method's ``predict`` at each input size (W, H), working at that size.
+
+    A method that fails is recorded with its error; the others still run.
+    """
+    import pandas as pd
+
+    rows = []
+    for spec in methods:
+        for size in sizes:
+            head = {"method": spec, "image_size": f"{size[0]}x{size[1]}"}
+            try:
+                method, dataset, prepared = _timing_method(spec, size, device=device, amp=amp, seed=seed)
+                image = dataset[dataset.ids()[-1]].image
+                result = measure(lambda: method.predict(image), warmup=warmup, repeats=repeats,
+                                 device=str(getattr(getattr(method, "base", method), "device", device)),
+                                 image_size=head["image_size"], amp=amp,
+                                 channels_last=bool(getattr(getattr(method, "base", method), "channels_last", False)))
+                rows.append({**head, "status": "ok", "error": "", "family": method.family, "prepared": prepared, **result.row()})
+                log(f"{spec:>24} {head['image_size']:>9}: p50 {rows[-1]['latency_ms_p50']:9.2f} ms")
+            except Exception as exc:  # one method's failure must not lose the others' figures
+                rows.append({**head, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+                log(f"{spec:>24} {head['image_size']:>9}: FAILED {rows[-1]['error']}")
+    table = pd.DataFrame(rows)
+    table["image_size"] = table["image_size"].astype(str)
+    return table

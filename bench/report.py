@@ -10,7 +10,7 @@ import pandas as pd
 
 from segbench.runner import load_tables
 
-__all__ = ["headline_columns", "summary_table", "markdown_table", "write_report"]
+__all__ = ["headline_columns", "summary_table", "markdown_table", "latency_markdown", "write_report"]
 
 
 def headline_columns(summary: pd.DataFrame, dataset: str, *, prefix: str) -> tuple[str, str, str]:
@@ -62,6 +62,30 @@ def summary_table(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
     table = ok.groupby("method", sort=False)[list(columns)].mean().rename(columns=columns)
     table.insert(0, "seeds", ok.groupby("method", sort=False)["seed"].nunique())
     return table.sort_values(columns[dice], ascending=False).reset_index()
+
+
+def latency_markdown(table: pd.DataFrame) -> str:
+    """Median (p95) latency in ms: one row per method, one column per input size; failures listed below."""
+    ok = table[table["status"] == "ok"]
+    lines = []
+    if not ok.empty:
+        cell = ok.assign(v=[f"{a:.1f} ({b:.1f})" for a, b in zip(ok["latency_ms_p50"], ok["latency_ms_p95"])])
+        methods, sizes = list(dict.fromkeys(ok["method"])), list(dict.fromkeys(ok["image_size"]))
+        wide = cell.pivot(index="method", columns="image_size", values="v").reindex(index=methods, columns=sizes)
+        mem = ok.pivot(index="method", columns="image_size", values="peak_mem_mb").reindex(index=methods, columns=sizes)
+        wide.columns = [f"{c} ms p50 (p95)" for c in wide.columns]
+        for c in mem.columns:
+            wide[f"{c} peak MB"] = [f"{v:.0f}" for v in mem[c]]
+        first = ok.iloc[0]
+        lines += [
+            f"Device: {first['device_name']} ({first['device']}), {int(first['threads'])} threads, batch {int(first['batch_size'])}, "
+            f"{int(first['warmup'])} warm-up + {int(first['repeats'])} timed calls.",
+            "",
+            markdown_table(wide.reset_index()),
+        ]
+    for r in table[table["status"] != "ok"].itertuples():
+        lines.append(f"\n{r.method} at {r.image_size}: {r.error}")
+    return "\n".join(lines)
 
 
 def _figures(summary: pd.DataFrame, per_image: pd.DataFrame, fig_dir: Path) -> list[Path]:

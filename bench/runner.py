@@ -47,7 +47,7 @@ from segbench.datasets.splits import dataset_split, write_split_file
 from segbench.datasets.transforms import WorkSize
 from segbench.environment import device_name, environment
 from segbench.executors import make_executor
-from segbench.latency import summarize_ms, timed_call
+from segbench.latency import MemoryProbe, summarize_ms, timed_call
 from segbench.methods import IncompatibleError, build_method, split_spec
 from segbench.metrics import ConfusionMatrix, flatten_scores, scores_from_confusion
 
@@ -200,24 +200,21 @@ def _evaluate(task: CellTask) -> CellOutcome:
     meter = ConfusionMatrix(dataset.num_classes, ignore_index=dataset.ignore_index)
     rows, times, predictions = [], [], {}
     test_ids = split[eval_split]
-    for i, sample_id in enumerate(tqdm(test_ids, desc=f"{task.method} predict", leave=False, disable=None)):
-        sample = dataset.load(sample_id)
-        if i == 0:
-            for _ in range(task.warmup):  # first calls pay for lazy initialisation; never timed
-                method.predict(sample.image)
-        labels, ms = timed_call(method.predict, sample.image)
-        times.append(ms)
-        cm = meter.update(sample.mask, labels, ignore_mask=sample.ignore)
-        row = {"dataset": task.dataset_name, "method": task.method, "seed": task.seed, "image_id": sample_id}
-        row.update(flatten_scores(scores_from_confusion(cm), dataset.class_names))
-        row["latency_ms"] = ms
-        rows.append(row)
-        if task.save_predictions:
-            buffer = io.BytesIO()
-            Image.fromarray(labels.astype(np.uint8)).save(buffer, format="PNG")
-            predictions[sample_id] = buffer.getvalue()
-    result = meter.compute()
     device = str(getattr(getattr(method, "base", method), "device", "cpu"))
+    with torch.inference_mode(), MemoryProbe(device) as memory:
+        for i, sample_id in enumerate(tqdm(test_ids, desc=f"{task.method} predict", leave=False, disable=None)):
+            sample = dataset.load(sample_id)
+            if i == 0:
+                for _ in range(task.warmup):  # first calls pay for lazy initialisation; never timed
+                    method.predict(sample.image)
+            labels, ms = timed_call(method.predict, sample.image)
+            times.append(ms)
+            rows.append(_image_row(task, dataset.class_names, sample_id, meter.update(sample.mask, labels, ignore_mask=sample.ignore), ms))
+            if task.save_predictions:
+                buffer = io.BytesIO()
+                Image.fromarray(labels.astype(np.uint8)).save(buffer, format="PNG")
+                predictions[sample_id] = buffer.getvalue()
+    result = meter.compute()
     summary = {
         "status": "ok",
         "error": "",
@@ -228,6 +225,7 @@ def _evaluate(task: CellTask) -> CellOutcome:
         "n_test": len(test_ids),
         "train_s": train_s,
         **summarize_ms(times),
+        "peak_mem_mb": memory.peak_mb,
         "device": device,
         "device_name": device_name(device),
         "threads": torch.get_num_threads(),
@@ -238,6 +236,11 @@ def _evaluate(task: CellTask) -> CellOutcome:
     }
     extra = {"confusion_matrix": meter.matrix.tolist(), "class_names": list(dataset.class_names)}
     return CellOutcome(summary, rows, extra, predictions)
+
+
+def _image_row(task: CellTask, class_names: tuple[str, ...], sample_id: str, cm: np.ndarray, ms: float) -> dict[str, Any]:
+    row = {"dataset": task.dataset_name, "method": task.method, "seed": task.seed, "image_id": sample_id}
+    return {**row, **flatten_scores(scores_from_confusion(cm), class_names), "latency_ms": ms}
 
 
 class _RunFolder:

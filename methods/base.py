@@ -127,6 +127,14 @@ class Method(abc.ABC):
         """``(H, W)`` label map (argmax of ``predict_proba``)."""
         return self.predict_proba(image).argmax(axis=0).astype(np.uint8 if self.num_classes <= 256 else np.int32)
 
+    def prepare_untrained(self) -> bool:
+        """Make ``predict`` work without ``fit``, for timing only; return False where that is impossible.
+
+        Deep models override this (random weights cost the same to run as trained ones); methods whose
+        cost depends on what they learned keep the default, and ``segbench latency`` fits them instead.
+        """
+        return False
+
     def config(self) -> dict[str, Any]:
         """Everything that identifies this method's settings in records."""
         return {"method": self.name, "work_size": self.work_size, **dataclasses.asdict(self.opts)}
