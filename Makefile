@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 OUT ?= results/bench-default
 PYTEST_ARGS ?=
 
-.PHONY: install bench test bench-report clean
+.PHONY: install bench test bench-baseline bench-check clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,15 @@ bench: install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Speed regression checks (pytest-benchmark): save a baseline once, then compare later runs with it.
+# Fails when a benchmark's median is more than BENCH_TOLERANCE slower than the baseline's.
+BENCH_TOLERANCE ?= 25%
+bench-baseline: install
+	$(BIN)/python -m pytest tests/benchmarks --benchmark-enable --benchmark-save=baseline
+
+bench-check: install
+	$(BIN)/python -m pytest tests/benchmarks --benchmark-enable --benchmark-compare --benchmark-compare-fail=median:$(BENCH_TOLERANCE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks
