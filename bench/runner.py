@@ -4,7 +4,8 @@ Run folder layout::
 
     <out>/environment.json      versions, hardware, git commit, full config
     <out>/splits/<dataset>.csv  the split every method of the run used (image_id,split)
-    <out>/cells/<key>/          one finished cell: cell.json (summary row, confusion matrix), per_image.csv
+    <out>/cells/<key>/          one finished cell: cell.json (summary row, confusion matrix), per_image.csv,
+                                confusion_per_image.npz (image_id, confusion: one (C, C) matrix per test image)
     <out>/artifacts/<key>/      what a method keeps of its cell (checkpoints, heatmaps)
     <out>/summary.csv           one row per dataset x method x seed (rebuilt after every cell)
     <out>/per_image.csv         one row per test image of every cell
@@ -131,11 +132,15 @@ class _Cell:
         return record if record["summary"]["status"] in ("ok", "skipped") else None
 
     def commit(self, summary: dict[str, Any], rows: list[dict[str, Any]], extra: dict[str, Any]) -> None:
+        per_image_confusion = extra.pop("confusion_per_image", None)  # (N, C, C) array: a file, not JSON
         tmp = self.dir.with_name(f".tmp-{self.key}-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         (tmp / "cell.json").write_text(json.dumps({"summary": summary, "identity": self.identity, **extra}, indent=1, default=str))
         pd.DataFrame(rows).to_csv(tmp / "per_image.csv", index=False)
+        if per_image_confusion is not None:  # lets reports bootstrap dataset-level scores over images
+            np.savez_compressed(tmp / "confusion_per_image.npz", image_id=np.array([r["image_id"] for r in rows], dtype=str),
+                                confusion=per_image_confusion)
         shutil.rmtree(self.dir, ignore_errors=True)  # a failed attempt of the same cell
         os.replace(tmp, self.dir)
 
@@ -169,7 +174,7 @@ def _evaluate(
     train_s = time.perf_counter() - start
 
     meter = ConfusionMatrix(dataset.num_classes, ignore_index=dataset.ignore_index)
-    rows, times = [], []
+    rows, times, confusions = [], [], []
     pred_dir = run_dir / "predictions" / dataset_name / _slug(method_spec) / str(seed)
     test_ids = split[eval_split]
     for i, sample_id in enumerate(tqdm(test_ids, desc=f"{method_spec} predict", leave=False, disable=not progress)):
@@ -180,6 +185,7 @@ def _evaluate(
         labels, ms = timed_call(method.predict, sample.image)
         times.append(ms)
         cm = meter.update(sample.mask, labels, ignore_mask=sample.ignore)
+        confusions.append(cm)
         row = {"dataset": dataset_name, "method": method_spec, "seed": seed, "image_id": sample_id}
         row.update(flatten_scores(scores_from_confusion(cm), dataset.class_names))
         row["latency_ms"] = ms
@@ -206,7 +212,12 @@ def _evaluate(
         **flatten_scores(result["per_image"], dataset.class_names, prefix="per_image_"),
         "method_config": json.dumps(method.config(), default=str),
     }
-    return summary, rows, {"confusion_matrix": meter.matrix.tolist(), "class_names": list(dataset.class_names)}
+    per_image_confusion = np.stack(confusions) if confusions else np.zeros((0, dataset.num_classes, dataset.num_classes), np.int64)
+    return summary, rows, {
+        "confusion_matrix": meter.matrix.tolist(),
+        "class_names": list(dataset.class_names),
+        "confusion_per_image": per_image_confusion,
+    }
 
 
 def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] = print) -> RunResult:
