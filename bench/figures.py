@@ -159,7 +159,7 @@ def accuracy_latency_figure(points: Mapping[str, pd.DataFrame], labels: Mapping[
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         # Label the 2x and 5x minor ticks too: latencies often span less than a decade.
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
-        ax.tick_params(axis="x", which="minor", labelsize=6)
+        ax.tick_params(axis="x", which="both", labelsize=7)
         ax.margins(x=0.15, y=0.1)
         ax.set(title=ds, xlabel="median latency per image, ms (log scale)", ylabel=f"Dice {labels[ds]} (dataset-level, 95% CI)")
         ax.legend(fontsize=6, loc="best")

@@ -499,7 +499,13 @@ def _paired_sentence(table: pd.DataFrame, label: str) -> str:
     for r in sig.itertuples():
         winner, loser, diff = (r.method_a, r.method_b, r.diff) if r.diff > 0 else (r.method_b, r.method_a, -r.diff)
         parts.append(f"{winner} > {loser} (Dice {label} +{diff:.3f} per image, Holm p = {_fmt_p(r.p_holm)})")
-    return head + "; ".join(parts) + ("." if parts else "")
+    text = head + "; ".join(parts) + ("." if parts else "")
+    # The two tools answer different questions; say so where they disagree instead of letting one hide the other.
+    for r in table[~table["significant"] & ((table["diff_low"] > 0) | (table["diff_high"] < 0))].itertuples():
+        text += (f" For {r.method_a} vs {r.method_b} the interval of the mean difference excludes 0 but the signed-rank "
+                 "test does not reject: the mean gap comes from a few images with large differences, not from a "
+                 "consistent shift over images (see the per-image figure).")
+    return text
 
 
 def _dataset_blocks(run: RunData, dataset: str, fig_dir: Path | None) -> list[Any]:
