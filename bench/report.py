@@ -23,7 +23,7 @@ import html
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -317,7 +317,8 @@ def scores_table(run: RunData, dataset: str) -> pd.DataFrame:
     return run._scores[dataset].copy()
 
 
-def _checked(run: RunData, dataset: str, method: str, expected: float, n: int, statistic, what: str) -> Interval:
+def _checked(run: RunData, dataset: str, method: str, expected: float, n: int,
+             statistic: Callable[[np.ndarray], np.ndarray], what: str) -> Interval:
     """Bootstrap interval, kept only if its point estimate reproduces the table's value."""
     ci = bootstrap_ci(statistic, n)
     if not np.isclose(ci.estimate, expected, rtol=1e-9, atol=1e-12, equal_nan=True):
@@ -578,10 +579,13 @@ def _grid_blocks(run: RunData, dataset: str, scores: pd.DataFrame, fig_dir: Path
     except LookupError as exc:
         run.note(dataset, f"No qualitative grid: the dataset's images cannot be loaded ({exc}).")
         return []
-    shown = methods[:MAX_GRID_METHODS]
     column = run.headline(dataset)[1]
-    values = pd.DataFrame({m: run.per_image_values(dataset, m, column).loc[seed] for m in shown
-                           if seed in run.per_image_values(dataset, m, column).index})
+    by_method = {m: run.per_image_values(dataset, m, column) for m in methods}
+    shown = [m for m in methods if seed in by_method[m].index][:MAX_GRID_METHODS]
+    if not shown:
+        run.note(dataset, f"No qualitative grid: no method has per-image scores for seed {seed}.")
+        return []
+    values = pd.DataFrame({m: by_method[m].loc[seed] for m in shown})
     rows = []
     for label, image_id in select_grid_images(values.sort_index(), shown[0]):
         sample = data.load(image_id)
@@ -689,12 +693,12 @@ def _markdown(blocks: Iterable[Any], out_dir: Path) -> str:
         elif isinstance(b, _Code):
             lines += [f"```{b.lang}", b.text, "```", ""]
         elif isinstance(b, _Details):
-            lines += ["<details>", f"<summary>{html.escape(b.summary)}</summary>", "", _markdown(b.blocks, out_dir), "</details>", ""]
+            lines += ["<details>", f"<summary>{html.escape(b.summary, quote=False)}</summary>", "", _markdown(b.blocks, out_dir), "</details>", ""]
     return "\n".join(lines)
 
 
 def _inline(text: str) -> str:
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text, quote=False))
 
 
 _NUMERIC = re.compile(r"^[-+–]?[\d.]+(e[-+]?\d+)?( \[.*\])?$|^–$")
@@ -728,7 +732,7 @@ def _html_table(df: pd.DataFrame) -> str:
         for v in row:
             text = _fmt(v)
             cls = ' class="n"' if _NUMERIC.match(text) else ""
-            cells.append(f"<td{cls}>{html.escape(text)}</td>")
+            cells.append(f"<td{cls}>{html.escape(text, quote=False)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -737,7 +741,7 @@ def _html_blocks(blocks: Iterable[Any]) -> list[str]:
     parts = []
     for b in blocks:
         if isinstance(b, _Heading):
-            parts.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
+            parts.append(f"<h{b.level}>{html.escape(b.text, quote=False)}</h{b.level}>")
         elif isinstance(b, _Para):
             parts.append(f"<p>{_inline(b.text)}</p>")
         elif isinstance(b, _Table):
@@ -750,9 +754,9 @@ def _html_blocks(blocks: Iterable[Any]) -> list[str]:
                 f"<figcaption>{_inline(b.caption)}</figcaption></figure>"
             )
         elif isinstance(b, _Code):
-            parts.append(f"<pre><code>{html.escape(b.text)}</code></pre>")
+            parts.append(f"<pre><code>{html.escape(b.text, quote=False)}</code></pre>")
         elif isinstance(b, _Details):
-            parts.append(f"<details><summary>{html.escape(b.summary)}</summary>{''.join(_html_blocks(b.blocks))}</details>")
+            parts.append(f"<details><summary>{html.escape(b.summary, quote=False)}</summary>{''.join(_html_blocks(b.blocks))}</details>")
     return parts
 
 
