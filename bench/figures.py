@@ -99,7 +99,7 @@ def scores_figure(scores: Mapping[str, pd.DataFrame], labels: Mapping[str, str])
     plt, sns = _pyplot()
     datasets = list(scores)
     n_methods = max(len(t) for t in scores.values())
-    fig, axes = plt.subplots(len(datasets), 2, figsize=(9.0, 0.9 + 0.42 * n_methods * len(datasets) + 0.5 * len(datasets)), squeeze=False)
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(9.0, 1.2 + 0.42 * n_methods * len(datasets) + 0.5 * len(datasets)), squeeze=False)
     palette = sns.color_palette("deep", 2)
     for row, ds in zip(axes, datasets):
         table = scores[ds]
@@ -114,8 +114,10 @@ def scores_figure(scores: Mapping[str, pd.DataFrame], labels: Mapping[str, str])
             ax.set_yticks(y, table["method"])
             ax.invert_yaxis()
             ax.set(xlabel=f"{'Dice' if metric == 'dice' else 'IoU'} {labels[ds]}", title=f"{ds}: {'Dice' if metric == 'dice' else 'IoU'}")
-    axes[0][1].legend(title="aggregation (95% CI)", fontsize=7, title_fontsize=7, loc="best")
-    fig.tight_layout()
+    handles, names = axes[0][0].get_legend_handles_labels()
+    # Below the panels: inside, the legend would cover intervals.
+    fig.legend(handles, [f"{n} (95% CI)" for n in names], loc="lower center", ncol=2, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.3 / fig.get_figheight(), 1, 1))
     return fig
 
 
