@@ -140,8 +140,13 @@ def _cmd_latency(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from segbench.report import write_report
 
-    print(write_report(args.run_dir, figures=not args.no_figures))
-    print(f"\nWritten: {Path(args.run_dir) / 'report.md'}")
+    formats = _csv(args.format)
+    out = Path(args.out) if args.out else Path(args.run_dir)
+    text = write_report(args.run_dir, out_dir=out, formats=formats, figures=not args.no_figures)  # type: ignore[arg-type]
+    if "md" in formats:
+        print(text)
+    written = [str(out / f"report.{f}") for f in formats] + ([str(out / "figures")] if not args.no_figures else [])
+    print(f"\nWritten: {', '.join(written)}")
     return 0
 
 
@@ -187,9 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="folder for latency.csv (default: results/latency-<timestamp>)")
     p.set_defaults(func=_cmd_latency)
 
-    p = sub.add_parser("report", help="markdown report (and figures) from a run folder")
+    p = sub.add_parser("report", help="HTML and markdown report with figures, from a run folder's tables")
     p.add_argument("run_dir")
-    p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--format", default="html,md", help="comma-separated report formats: html, md (default: both)")
+    p.add_argument("--out", default=None, help="report folder (default: the run folder)")
+    p.add_argument("--no-figures", action="store_true", help="tables only (figures are PNG and SVG under figures/)")
     p.set_defaults(func=_cmd_report)
     return parser
 

@@ -4,7 +4,8 @@ Run folder layout::
 
     <out>/environment.json      versions, hardware, git commit, full config
     <out>/splits/<dataset>.csv  the split every method of the run used (image_id,split)
-    <out>/cells/<key>/          one finished cell: cell.json (summary row, confusion matrix), per_image.csv
+    <out>/cells/<key>/          one finished cell: cell.json (summary row, confusion matrix), per_image.csv,
+                                confusion_per_image.npz (image_id, confusion: one (C, C) matrix per test image)
     <out>/artifacts/<key>/      what a method keeps of its cell (checkpoints, heatmaps)
     <out>/summary.csv           one row per dataset x method x seed (rebuilt after every cell)
     <out>/per_image.csv         one row per test image of every cell
@@ -26,7 +27,6 @@ import importlib
 import io
 import json
 import os
-import re
 import shutil
 import time
 import traceback
@@ -50,11 +50,9 @@ from segbench.executors import make_executor
 from segbench.latency import MemoryProbe, summarize_ms, timed_call
 from segbench.methods import IncompatibleError, build_method, split_spec
 from segbench.metrics import ConfusionMatrix, flatten_scores, scores_from_confusion
+from segbench.records import KEY_COLUMNS, load_tables, slug, write_atomic
 
 __all__ = ["RunConfig", "RunResult", "CellTask", "CellOutcome", "run", "evaluate_cell", "load_tables"]
-
-KEY_COLUMNS = ["dataset", "method", "seed"]
-
 
 @dataclass
 class RunConfig:
@@ -119,11 +117,13 @@ class CellTask:
 
 @dataclass
 class CellOutcome:
-    """What a worker returns: the summary row, per-image rows, extras for cell.json, and PNG-encoded predictions."""
+    """What a worker returns: the summary row, per-image rows, extras for cell.json, each test image's
+    confusion matrix (so reports can bootstrap dataset-level scores), and PNG-encoded predictions."""
 
     summary: dict[str, Any]
     rows: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    confusions: np.ndarray | None = None
     predictions: dict[str, bytes] = field(default_factory=dict)
 
     @property
@@ -138,18 +138,8 @@ class RunResult:
     failures: list[dict[str, Any]]
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_")
-
-
 def _hash(obj: Any) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
-
-
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def _components(method_spec: str) -> list[str]:
@@ -198,7 +188,7 @@ def _evaluate(task: CellTask) -> CellOutcome:
     train_s = time.perf_counter() - start
 
     meter = ConfusionMatrix(dataset.num_classes, ignore_index=dataset.ignore_index)
-    rows, times, predictions = [], [], {}
+    rows, times, confusions, predictions = [], [], [], {}
     test_ids = split[eval_split]
     device = str(getattr(getattr(method, "base", method), "device", "cpu"))
     with torch.inference_mode(), MemoryProbe(device) as memory:
@@ -209,7 +199,8 @@ def _evaluate(task: CellTask) -> CellOutcome:
                     method.predict(sample.image)
             labels, ms = timed_call(method.predict, sample.image)
             times.append(ms)
-            rows.append(_image_row(task, dataset.class_names, sample_id, meter.update(sample.mask, labels, ignore_mask=sample.ignore), ms))
+            confusions.append(meter.update(sample.mask, labels, ignore_mask=sample.ignore))
+            rows.append(_image_row(task, dataset.class_names, sample_id, confusions[-1], ms))
             if task.save_predictions:
                 buffer = io.BytesIO()
                 Image.fromarray(labels.astype(np.uint8)).save(buffer, format="PNG")
@@ -235,7 +226,9 @@ def _evaluate(task: CellTask) -> CellOutcome:
         "method_config": json.dumps(method.config(), default=str),
     }
     extra = {"confusion_matrix": meter.matrix.tolist(), "class_names": list(dataset.class_names)}
-    return CellOutcome(summary, rows, extra, predictions)
+    c = dataset.num_classes
+    stacked = np.stack(confusions) if confusions else np.zeros((0, c, c), np.int64)
+    return CellOutcome(summary, rows, extra, stacked, predictions)
 
 
 def _image_row(task: CellTask, class_names: tuple[str, ...], sample_id: str, cm: np.ndarray, ms: float) -> dict[str, Any]:
@@ -260,18 +253,22 @@ class _RunFolder:
 
     def commit(self, task: CellTask, outcome: CellOutcome, *, attempts: int) -> None:
         if outcome.predictions:
-            pred_dir = self.root / "predictions" / task.dataset_name / _slug(task.method) / str(task.seed)
+            pred_dir = self.root / "predictions" / task.dataset_name / slug(task.method) / str(task.seed)
             pred_dir.mkdir(parents=True, exist_ok=True)
             for sample_id, png in outcome.predictions.items():
-                _write_atomic(pred_dir / f"{_slug(sample_id)}.png", lambda p, png=png: p.write_bytes(png))
+                write_atomic(pred_dir / f"{slug(sample_id)}.png", lambda p, png=png: p.write_bytes(png))
         final = self.cell_dir(task.key)
         tmp = final.with_name(f".tmp-{task.key}-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        summary = {"dataset": task.dataset_name, "method": task.method, "seed": task.seed, **outcome.summary, "attempts": attempts}
+        summary = {"dataset": task.dataset_name, "method": task.method, "seed": task.seed, **outcome.summary,
+                   "attempts": attempts, "cell": task.key}
         record = {"summary": summary, "key": task.key, **outcome.extra}
         (tmp / "cell.json").write_text(json.dumps(record, indent=1, default=str))
         pd.DataFrame(outcome.rows).to_csv(tmp / "per_image.csv", index=False)
+        if outcome.confusions is not None:
+            ids = np.array([r["image_id"] for r in outcome.rows], dtype=str)
+            np.savez_compressed(tmp / "confusion_per_image.npz", image_id=ids, confusion=outcome.confusions)
         shutil.rmtree(final, ignore_errors=True)  # an earlier failed attempt of the same cell
         os.replace(tmp, final)
 
@@ -288,8 +285,8 @@ class _RunFolder:
                 per_image.append(pd.read_csv(rows_path, dtype={"image_id": str}))
         summary = pd.DataFrame(summaries)
         images = pd.concat(per_image, ignore_index=True) if per_image else pd.DataFrame(columns=[*KEY_COLUMNS, "image_id"])
-        _write_atomic(self.root / "summary.csv", lambda p: summary.to_csv(p, index=False))
-        _write_atomic(self.root / "per_image.csv", lambda p: images.to_csv(p, index=False))
+        write_atomic(self.root / "summary.csv", lambda p: summary.to_csv(p, index=False))
+        write_atomic(self.root / "per_image.csv", lambda p: images.to_csv(p, index=False))
         return summary, images
 
 
@@ -302,7 +299,7 @@ def _plan(config: RunConfig, folder: _RunFolder) -> tuple[list[CellTask], dict[s
         try:
             dataset = build_dataset(dataset_spec, data_dir=config.data_dir, options=options)
             split = dataset_split(dataset, seed=config.split_seed, fractions=config.split_fractions, split_file=config.split_file)
-            write_split_file(split, folder.root / "splits" / f"{_slug(name)}.csv")
+            write_split_file(split, folder.root / "splits" / f"{slug(name)}.csv")
             dataset_config, broken = dataset.config(), None
         except Exception as exc:  # a missing or broken dataset fails its cells, not the run
             split, dataset_config, broken = {"train": [], "val": [], "test": []}, None, _failed(exc, trace=traceback.format_exc())
@@ -314,7 +311,7 @@ def _plan(config: RunConfig, folder: _RunFolder) -> tuple[list[CellTask], dict[s
                     "method": method_spec, "options": method_options, "size": config.size,
                     "quick": config.quick, "seed": seed,
                 }
-                key = f"{_slug(name)}__{_slug(method_spec)}__seed{seed}-{_hash(identity)}"
+                key = f"{slug(name)}__{slug(method_spec)}__seed{seed}-{_hash(identity)}"
                 task = CellTask(
                     key=key, dataset_spec=dataset_spec, dataset_name=name, method=method_spec, seed=seed,
                     split=split, artifacts_dir=str(folder.root / "artifacts" / key), data_dir=config.data_dir,
@@ -338,7 +335,7 @@ def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] 
         importlib.import_module(module)
     config.validate()
     folder = _RunFolder(Path(config.out))
-    _write_atomic(folder.root / "environment.json", lambda p: p.write_text(json.dumps(environment(config.to_json()), indent=1, default=str)))
+    write_atomic(folder.root / "environment.json", lambda p: p.write_text(json.dumps(environment(config.to_json()), indent=1, default=str)))
     tasks, known = _plan(config, folder)
     keys = [t.key for t in tasks]
     todo = [t for t in tasks if not folder.finished(t.key)]
@@ -380,14 +377,3 @@ def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] 
     summary, per_image = folder.write_tables(keys)
     failures = summary[summary["status"] == "failed"][KEY_COLUMNS + ["error"]].to_dict("records") if len(summary) else []
     return RunResult(summary, per_image, failures)
-
-
-def load_tables(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read a run folder's ``summary.csv`` and ``per_image.csv``."""
-    run_dir = Path(run_dir)
-    path = run_dir / "summary.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir}: no summary.csv; is this a run folder written by 'segbench run'?")
-    summary = pd.read_csv(path)
-    per_image = pd.read_csv(run_dir / "per_image.csv", dtype={"image_id": str}) if (run_dir / "per_image.csv").is_file() else pd.DataFrame()
-    return summary, per_image

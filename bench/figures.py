@@ -1,0 +1,340 @@
+"""Report figures (seaborn on matplotlib's Agg backend), each saved as PNG and SVG.
+
+The functions take tidy tables already computed by ``segbench.report`` and never read a run folder, so
+every number a figure shows is a number of the report's tables.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "GridRow",
+    "accuracy_latency_figure",
+    "confusion_figure",
+    "pareto_front",
+    "per_image_figure",
+    "qualitative_figure",
+    "scores_figure",
+]
+
+_DPI = 110
+#: Longer side, in pixels, of each thumbnail of the qualitative grid (keeps the PNG well under 500 KB).
+_THUMB = 176
+_MAX_COLUMNS = 3  # dataset panels per figure row
+#: Binary overlays colour each pixel by its outcome: correct foreground, false positive, missed foreground.
+_OUTCOME_COLOURS = {"correct": (0.10, 0.75, 0.25), "false positive": (0.95, 0.15, 0.10), "missed": (0.15, 0.45, 1.0)}
+_GT_COLOUR = (1.0, 0.85, 0.0)
+_ALPHA = 0.5
+
+
+def _pyplot() -> tuple[ModuleType, ModuleType]:
+    """``(pyplot, seaborn)`` on the Agg backend with the report's theme (imported late: the CLI starts fast)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    plt.rcParams["svg.fonttype"] = "none"  # text stays text in SVG: smaller and searchable
+    plt.rcParams["svg.hashsalt"] = "segbench"  # stable ids, so the same run gives the same SVG
+    return plt, sns
+
+
+def save_figure(fig: Figure, fig_dir: Path, name: str, *, quantize: bool = False) -> Path:
+    """Save ``fig`` as ``<name>.png`` and ``<name>.svg`` under ``fig_dir``, close it, return the PNG path.
+
+    Args:
+        quantize: Store the PNG with a 256-colour palette; photographs (the qualitative grid) otherwise make
+            PNGs of several MB.
+    """
+    plt, _ = _pyplot()
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    png = fig_dir / f"{name}.png"
+    if quantize:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=_DPI)
+        Image.open(buf).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(png, optimize=True)
+    else:
+        fig.savefig(png, dpi=_DPI, metadata={"Software": None})
+    fig.savefig(fig_dir / f"{name}.svg", metadata={"Date": None})
+    plt.close(fig)
+    return png
+
+
+def _panels(n: int, width: float, height: float) -> tuple[Figure, list[Axes]]:
+    """A figure of ``n`` panels of ``width x height`` inches, at most ``_MAX_COLUMNS`` per row."""
+    plt, _ = _pyplot()
+    cols = min(n, _MAX_COLUMNS)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def scores_figure(scores: Mapping[str, pd.DataFrame], labels: Mapping[str, str]) -> Figure:
+    """Headline Dice and IoU per method with 95% bootstrap intervals, both aggregations, per dataset.
+
+    Args:
+        scores: Per dataset, the numeric table of ``segbench.report.scores_table`` (columns
+            ``dice_dataset``, ``dice_dataset_low``, ... ``iou_per_image_high``), best method first.
+        labels: Per dataset, the headline label (``"lesion"`` or ``"mean over classes"``).
+    """
+    plt, sns = _pyplot()
+    datasets = list(scores)
+    n_methods = max(len(t) for t in scores.values())
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(9.0, 1.2 + 0.42 * n_methods * len(datasets) + 0.5 * len(datasets)), squeeze=False)
+    palette = sns.color_palette("deep", 2)
+    for row, ds in zip(axes, datasets):
+        table = scores[ds]
+        y = np.arange(len(table))
+        for ax, metric in zip(row, ("dice", "iou")):
+            for k, (agg, name) in enumerate((("dataset", "dataset-level"), ("per_image", "per-image mean"))):
+                est = table[f"{metric}_{agg}"].to_numpy(float)
+                low, high = table[f"{metric}_{agg}_low"].to_numpy(float), table[f"{metric}_{agg}_high"].to_numpy(float)
+                err = np.vstack([est - low, high - est])
+                err = np.where(np.isnan(err), 0.0, err)  # no interval: draw the point alone
+                ax.errorbar(est, y + (k - 0.5) * 0.3, xerr=err, fmt="o", ms=5, capsize=3, color=palette[k], label=name)
+            ax.set_yticks(y, table["method"])
+            ax.invert_yaxis()
+            ax.set(xlabel=f"{'Dice' if metric == 'dice' else 'IoU'} {labels[ds]}", title=f"{ds}: {'Dice' if metric == 'dice' else 'IoU'}")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    # Below the panels: inside, the legend would cover intervals.
+    fig.legend(handles, [f"{n} (95% CI)" for n in names], loc="lower center", ncol=2, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.3 / fig.get_figheight(), 1, 1))
+    return fig
+
+
+def pareto_front(latency: Sequence[float], score: Sequence[float]) -> np.ndarray:
+    """Indices of the points no other point beats on both axes (lower latency and higher score), by latency.
+
+    Example:
+        >>> pareto_front([10, 20, 30, 5], [0.8, 0.9, 0.85, 0.5]).tolist()
+        [3, 0, 1]
+    """
+    lat, sc = np.asarray(latency, float), np.asarray(score, float)
+    ok = np.flatnonzero(~(np.isnan(lat) | np.isnan(sc)))
+    order = ok[np.lexsort((-sc[ok], lat[ok]))]  # by latency, ties: best score first
+    front, best = [], -np.inf
+    for i in order:
+        if sc[i] > best:
+            front.append(i)
+            best = sc[i]
+    return np.array(front, dtype=int)
+
+
+def accuracy_latency_figure(points: Mapping[str, pd.DataFrame], labels: Mapping[str, str]) -> Figure:
+    """Dataset-level headline Dice against median latency (log axis), one point per method, Pareto front.
+
+    Args:
+        points: Per dataset, rows with ``method``, ``family``, ``latency_ms_p50``, ``dice_dataset`` and its
+            ``dice_dataset_low``/``_high`` interval.
+        labels: Per dataset, the headline label.
+    """
+    _, sns = _pyplot()
+    from matplotlib.ticker import FuncFormatter
+
+    fig, axes = _panels(len(points), 4.8, 3.8)
+    for ax, (ds, d) in zip(axes, points.items()):
+        d = d.reset_index(drop=True)
+        # Colour by family and name each point: a legend of many method colours is hard to match by eye.
+        sns.scatterplot(data=d, x="latency_ms_p50", y="dice_dataset", hue="family", style="family", s=60, ax=ax, zorder=3)
+        err = np.vstack([d["dice_dataset"] - d["dice_dataset_low"], d["dice_dataset_high"] - d["dice_dataset"]])
+        ax.errorbar(d["latency_ms_p50"], d["dice_dataset"], yerr=np.nan_to_num(err), fmt="none", ecolor="0.65", lw=1, zorder=2)
+        front = pareto_front(d["latency_ms_p50"], d["dice_dataset"])
+        if len(front):
+            f = d.loc[front]
+            ax.step(f["latency_ms_p50"], f["dice_dataset"], where="post", color="0.25", ls="--", lw=1, zorder=1)
+            ax.scatter(f["latency_ms_p50"], f["dice_dataset"], s=160, facecolors="none", edgecolors="0.25", lw=1,
+                       label="Pareto front", zorder=4)
+        for r in d.itertuples():
+            ax.annotate(r.method, (r.latency_ms_p50, r.dice_dataset), xytext=(5, 5), textcoords="offset points", fontsize=7)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        # Label the 2x and 5x minor ticks too: latencies often span less than a decade.
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
+        ax.tick_params(axis="x", which="both", labelsize=7)
+        ax.margins(x=0.15, y=0.1)
+        ax.set(title=ds, xlabel="median latency per image, ms (log scale)", ylabel=f"Dice {labels[ds]} (dataset-level, 95% CI)")
+        ax.legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def per_image_figure(per_image: Mapping[str, pd.DataFrame], labels: Mapping[str, str]) -> Figure:
+    """Per-image headline Dice per method: a box over the images with every image as a point.
+
+    Args:
+        per_image: Per dataset, long rows ``method, value`` (one per image and seed), any method order;
+            methods are shown best median first.
+        labels: Per dataset, the headline label.
+    """
+    _, sns = _pyplot()
+    n_methods = max(d["method"].nunique() for d in per_image.values())
+    fig, axes = _panels(len(per_image), 4.8, 1.2 + 0.45 * n_methods)
+    for ax, (ds, d) in zip(axes, per_image.items()):
+        order = d.groupby("method")["value"].median().sort_values(ascending=False).index
+        sns.boxplot(data=d, x="value", y="method", order=order, color="0.88", fliersize=0, width=0.6, ax=ax)
+        # seaborn jitters with numpy's global generator: seed it here (and restore it) so a report is reproducible.
+        state = np.random.get_state()
+        np.random.seed(0)
+        try:
+            sns.stripplot(data=d, x="value", y="method", order=order, hue="method", hue_order=order, size=2.8,
+                          alpha=0.65, jitter=0.2, legend=False, ax=ax)
+        finally:
+            np.random.set_state(state)
+        ax.set(title=ds, xlabel=f"Dice {labels[ds]} per image", ylabel="")
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(matrices: Mapping[str, np.ndarray], class_names: Sequence[str], *, dataset: str) -> Figure:
+    """Row-normalised confusion matrices (rows = truth: each row shows where that class's pixels went).
+
+    Args:
+        matrices: Per method, the ``(C, C)`` dataset-level confusion matrix (counts).
+        class_names: The ``C`` class names.
+        dataset: Name shown in the title.
+    """
+    _, sns = _pyplot()
+    c = len(class_names)
+    side = 1.6 + 0.35 * c
+    fig, axes = _panels(len(matrices), side + 0.8, side)
+    for ax, (method, cm) in zip(axes, matrices.items()):
+        cm = np.asarray(cm, float)
+        totals = cm.sum(axis=1, keepdims=True)
+        norm = np.divide(cm, totals, out=np.full_like(cm, np.nan), where=totals > 0)
+        sns.heatmap(norm, vmin=0, vmax=1, cmap="Blues", annot=c <= 12, fmt=".2f", annot_kws={"fontsize": 7},
+                    xticklabels=class_names, yticklabels=class_names, square=True, cbar=c > 12, ax=ax)
+        ax.set(title=f"{dataset}: {method}", xlabel="predicted", ylabel="truth")
+        ax.tick_params(axis="y", labelrotation=0)
+    fig.tight_layout()
+    return fig
+
+
+@dataclass
+class GridRow:
+    """One image of the qualitative grid.
+
+    Attributes:
+        label: Why it was chosen, shown left of the row (``"best for pixel-rf"``).
+        image_id: The image's id.
+        image: ``(H, W, 3) uint8``.
+        truth: ``(H, W)`` class indices (``ignore_index`` where ignored).
+        predictions: Per method, the ``(H, W)`` label map, or None where none was saved.
+        scores: Per method, the headline Dice of that prediction (shown under the method's name).
+    """
+
+    label: str
+    image_id: str
+    image: np.ndarray
+    truth: np.ndarray
+    predictions: dict[str, np.ndarray | None]
+    scores: dict[str, float]
+
+
+def _thumb(array: np.ndarray, size: tuple[int, int], resample: Image.Resampling) -> np.ndarray:
+    """``array`` resized to ``size`` (W, H) with PIL."""
+    return np.asarray(Image.fromarray(array).resize(size, resample))
+
+
+def _blend(image: np.ndarray, colours: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` float image in [0, 1]: ``colours`` laid over ``image`` with ``_ALPHA`` where ``where``."""
+    out = image.astype(np.float64) / 255.0
+    out[where] = (1 - _ALPHA) * out[where] + _ALPHA * colours[where]
+    return out
+
+
+def _class_colours(class_names: Sequence[str]) -> np.ndarray:
+    """One RGB colour per class; a class named background stays transparent (NaN)."""
+    import seaborn as sns
+
+    colours = np.array(sns.color_palette("tab10" if len(class_names) <= 10 else "tab20", len(class_names)))
+    for i, name in enumerate(class_names):
+        if name.lower() == "background":
+            colours[i] = np.nan
+    return colours
+
+
+def qualitative_figure(rows: Sequence[GridRow], class_names: Sequence[str], *, ignore_index: int, dataset: str) -> Figure:
+    """Image, ground truth and each method's prediction as coloured overlays, one row per chosen image.
+
+    Binary datasets colour each method's pixels by outcome (correct foreground, false positive, missed
+    foreground); multi-class datasets colour the predicted classes (a ``background`` class is left clear).
+    """
+    plt, _ = _pyplot()
+    from matplotlib.patches import Patch
+
+    methods = list(rows[0].predictions)
+    binary = len(class_names) == 2
+    h, w = rows[0].image.shape[:2]
+    scale = _THUMB / max(h, w)
+    cell_w = 1.45
+    cell_h = cell_w * h / w + 0.32
+    legend_h = 0.35  # inches kept under the grid for the colour legend
+    fig_h = cell_h * len(rows) + 0.3 + legend_h
+    fig, axes = plt.subplots(len(rows), 2 + len(methods), figsize=(cell_w * (2 + len(methods)) + 0.4, fig_h), squeeze=False)
+    palette = _class_colours(class_names)
+    for r, (ax_row, row) in enumerate(zip(axes, rows)):
+        size = (max(1, round(row.image.shape[1] * scale)), max(1, round(row.image.shape[0] * scale)))
+        image = _thumb(row.image, size, Image.Resampling.BILINEAR)
+        truth = _thumb(row.truth.astype(np.uint8), size, Image.Resampling.NEAREST)
+        ignored = truth == ignore_index
+        if binary:
+            gt = _blend(image, np.broadcast_to(np.array(_GT_COLOUR), (*truth.shape, 3)), truth == 1)
+        else:
+            colours = palette[np.where(ignored, 0, truth)]
+            gt = _blend(image, colours, ~ignored & ~np.isnan(colours[..., 0]))
+        gt[ignored] = 0.5
+        panels = [(image, "image" if r == 0 else ""), (gt, "ground truth" if r == 0 else "")]
+        for method in methods:
+            pred = row.predictions[method]
+            if pred is None:
+                panels.append((None, f"{method}\n(no saved prediction)"))
+                continue
+            pred = _thumb(pred.astype(np.uint8), size, Image.Resampling.NEAREST)
+            if binary:
+                outcome = np.zeros((*pred.shape, 3))
+                masks = {"correct": (pred == 1) & (truth == 1), "false positive": (pred == 1) & (truth == 0),
+                         "missed": (pred == 0) & (truth == 1)}
+                for name, m in masks.items():
+                    outcome[m] = _OUTCOME_COLOURS[name]
+                shown = _blend(image, outcome, (masks["correct"] | masks["false positive"] | masks["missed"]) & ~ignored)
+            else:
+                colours = palette[np.clip(pred, 0, len(class_names) - 1)]
+                shown = _blend(image, colours, ~np.isnan(colours[..., 0]) & ~ignored)
+            score = row.scores.get(method, float("nan"))
+            panels.append((shown, f"{method}\nDice {score:.3f}" if not math.isnan(score) else f"{method}\nDice –"))
+        for ax, (data, title) in zip(ax_row, panels):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if data is not None:
+                ax.imshow(data, interpolation="nearest")
+            ax.set_title(title, fontsize=6.5, pad=2)
+        ax_row[0].set_ylabel(f"{row.label}\n{row.image_id}", fontsize=6.5)
+    if binary:
+        handles = [Patch(color=_GT_COLOUR, label=f"{class_names[1]} (truth)")]
+        handles += [Patch(color=c, label=n) for n, c in _OUTCOME_COLOURS.items()]
+    else:
+        handles = [Patch(color=palette[i], label=n) for i, n in enumerate(class_names) if not np.isnan(palette[i][0])]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
+    fig.suptitle(dataset, fontsize=9)
+    fig.tight_layout(rect=(0, legend_h / fig_h, 1, 1), h_pad=0.4, w_pad=0.2)
+    return fig

@@ -1,0 +1,238 @@
+"""Reports from a small run: figure files, tables equal to the CSVs, intervals, paired tests, HTML and CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+from PIL import Image
+
+from segbench.cli import main
+from segbench.figures import pareto_front
+from segbench.methods import METHODS, Method
+from segbench.methods.base import labels_to_proba
+from segbench.metrics import scores_from_confusion
+from segbench.report import (
+    RunData,
+    paired_table,
+    per_class_iou_table,
+    scores_table,
+    select_grid_images,
+    write_report,
+)
+from segbench.runner import RunConfig, run
+from segbench.stats import holm
+
+DATASETS = {"synthetic": {"num_images": 30, "size": (48, 40)}, "synthetic-multiclass": {"num_images": 20, "size": (48, 40)}}
+FIGURES = ["scores", "accuracy_vs_latency", "per_image_dice", "qualitative_synthetic", "qualitative_synthetic-multiclass",
+           "confusion_synthetic-multiclass"]
+
+
+@METHODS.register("test-nearest-mean")
+class _NearestMean(Method):
+    """Nearest class-mean colour, jittered by the seed: cheap, any number of classes, seeds differ."""
+
+    description = "nearest class-mean colour (tests only)"
+    jitter = 8.0
+
+    def _fit(self, train, val):
+        pixels = np.concatenate([s.image.reshape(-1, 3) for s in train]).astype(float)
+        labels = np.concatenate([s.mask.ravel() for s in train])
+        jitter = np.random.default_rng(self.seed).normal(0, self.jitter, (self.num_classes, 3))
+        self.means = np.stack([pixels[labels == c].mean(0) for c in range(self.num_classes)]) + jitter
+
+    def _predict_proba(self, image):
+        dist = ((image[..., None, :].astype(float) - self.means) ** 2).sum(-1)
+        return labels_to_proba(dist.argmin(-1), self.num_classes)
+
+
+@METHODS.register("test-nearest-mean-rough")
+class _NearestMeanRough(_NearestMean):
+    """The same with a larger jitter: a second method for multi-class data, that differs from the first."""
+
+    description = "nearest class-mean colour, rough (tests only)"
+    jitter = 25.0
+
+
+@pytest.fixture(scope="module")
+def report_run(tmp_path_factory):
+    """A two-dataset, three-method, two-seed run with predictions, and its report (md + html)."""
+    out = tmp_path_factory.mktemp("report") / "run"
+    config = RunConfig(out=out, datasets=["synthetic", "synthetic-multiclass"], methods=["otsu", "test-nearest-mean", "test-nearest-mean-rough"],
+                       seeds=[0, 1], split_fractions=(0.4, 0.1, 0.5), save_predictions=True, quick=True,
+                       dataset_options=DATASETS)
+    result = run(config, progress=False)
+    assert not result.failures
+    write_report(out)
+    yield out
+    for name in ("test-nearest-mean", "test-nearest-mean-rough"):
+        METHODS._items.pop(name, None)
+
+
+def _summary(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out / "summary.csv")
+
+
+def test_runner_keeps_per_image_confusion_matrices(report_run):
+    cells = [p for p in (report_run / "cells").iterdir() if json.loads((p / "cell.json").read_text())["summary"]["status"] == "ok"]
+    assert len(cells) == 10  # otsu skips the multi-class dataset
+    for cell in cells:
+        record = json.loads((cell / "cell.json").read_text())
+        rows = pd.read_csv(cell / "per_image.csv", dtype={"image_id": str})
+        with np.load(cell / "confusion_per_image.npz") as data:
+            ids, cms = data["image_id"].tolist(), data["confusion"]
+        assert ids == rows["image_id"].tolist()
+        np.testing.assert_array_equal(cms.sum(axis=0), np.array(record["confusion_matrix"]))
+        names = record["class_names"]
+        for cm, (_, row) in zip(cms, rows.iterrows()):
+            assert scores_from_confusion(cm)["mean_dice"] == pytest.approx(row["mean_dice"], nan_ok=True)
+            assert scores_from_confusion(cm)["dice"][1] == pytest.approx(row[f"dice_{names[1]}"], nan_ok=True)
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_each_figure_is_a_valid_png_and_svg(report_run, name):
+    png = report_run / "figures" / f"{name}.png"
+    with Image.open(png) as im:
+        im.verify()
+    with Image.open(png) as im:
+        assert im.format == "PNG" and min(im.size) > 100
+    assert png.stat().st_size < 500_000
+    root = ET.parse(report_run / "figures" / f"{name}.svg").getroot()
+    assert root.tag.endswith("svg")
+    assert f"figures/{name}.png" in (report_run / "report.md").read_text()
+
+
+def test_scores_table_equals_summary_and_intervals_contain_estimates(report_run):
+    summary, data = _summary(report_run), RunData.load(report_run)
+    md, page = (report_run / "report.md").read_text(), (report_run / "report.html").read_text()
+    for dataset, dice, iou in [("synthetic", "dice_lesion", "iou_lesion"), ("synthetic-multiclass", "mean_dice", "mean_iou")]:
+        table = scores_table(data, dataset).set_index("method")
+        ok = summary[(summary["dataset"] == dataset) & (summary["status"] == "ok")]
+        expected = ok.groupby("method")[[f"dataset_{dice}", f"per_image_{dice}", f"dataset_{iou}", f"per_image_{iou}",
+                                         "latency_ms_p50", "train_s"]].mean()
+        assert sorted(table.index) == sorted(expected.index)
+        assert list(table["dice_dataset"]) == sorted(table["dice_dataset"], reverse=True)
+        for method, row in table.iterrows():
+            e = expected.loc[method]
+            assert row["dice_dataset"] == pytest.approx(e[f"dataset_{dice}"], abs=1e-12)
+            assert row["dice_per_image"] == pytest.approx(e[f"per_image_{dice}"], abs=1e-12)
+            assert row["iou_dataset"] == pytest.approx(e[f"dataset_{iou}"], abs=1e-12)
+            assert row["iou_per_image"] == pytest.approx(e[f"per_image_{iou}"], abs=1e-12)
+            assert row["latency_ms_p50"] == pytest.approx(e["latency_ms_p50"])
+            assert row["seeds"] == 2
+            for key in ("dice_dataset", "dice_per_image", "iou_dataset", "iou_per_image"):
+                low, high = row[f"{key}_low"], row[f"{key}_high"]
+                assert low <= row[key] <= high and high - low > 0, (dataset, method, key)
+            # The rendered tables show the same numbers.
+            cell = f"{row['dice_dataset']:.3f} [{row['dice_dataset_low']:.3f}, {row['dice_dataset_high']:.3f}]"
+            assert cell in md and cell in page
+    assert not any("do not reproduce" in n for notes in data.notes.values() for n in notes)
+
+
+def test_per_class_iou_table_equals_summary(report_run):
+    summary = _summary(report_run)
+    table = per_class_iou_table(RunData.load(report_run), "synthetic-multiclass").set_index("method")
+    assert list(table.columns) == ["background", "lesion", "hair", "mean IoU"]
+    ok = summary[(summary["dataset"] == "synthetic-multiclass") & (summary["status"] == "ok")]
+    for method, rows in ok.groupby("method"):
+        for name in ("background", "lesion", "hair"):
+            assert table.loc[method, name] == pytest.approx(rows[f"dataset_iou_{name}"].mean())
+    assert "| lesion | hair | mean IoU |" in (report_run / "report.md").read_text()
+
+
+def test_paired_table_equals_per_image_csv_and_scipy(report_run):
+    per_image = pd.read_csv(report_run / "per_image.csv", dtype={"image_id": str})
+    table = paired_table(RunData.load(report_run), "synthetic")
+    assert len(table) == 3  # three methods, three pairs
+    means = per_image[per_image["dataset"] == "synthetic"].groupby(["method", "image_id"])["dice_lesion"].mean()
+    for r in table.itertuples():
+        both = pd.concat([means[r.method_a], means[r.method_b]], axis=1).dropna()
+        a, b = both.iloc[:, 0].to_numpy(), both.iloc[:, 1].to_numpy()
+        assert r.n_images == len(both)
+        assert r.dice_a == pytest.approx(a.mean()) and r.dice_b == pytest.approx(b.mean())
+        assert r.diff == pytest.approx(a.mean() - b.mean())
+        assert r.diff_low <= r.diff <= r.diff_high
+        assert r.p_wilcoxon == pytest.approx(scipy.stats.wilcoxon(a - b, zero_method="pratt").pvalue)
+    np.testing.assert_allclose(table["p_holm"], holm(table["p_wilcoxon"]))
+    assert (table["significant"] == (table["p_holm"] < 0.05)).all()
+    assert (table["dice_a"] >= table["dice_b"]).all()  # A is the better method of each pair
+    md = (report_run / "report.md").read_text()
+    for r in table.itertuples():
+        assert f"| {r.method_a} | {r.method_b} | {r.n_images} |" in md
+
+
+def test_html_is_self_contained_with_every_figure_embedded(report_run):
+    page = (report_run / "report.html").read_text()
+    sources = re.findall(r'<img src="([^"]+)"', page)
+    assert len(sources) == len(FIGURES)
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "<link" not in page and "http://" not in page and "https://" not in page
+    assert "Environment and config" in page and "\"save_predictions\": true" in page
+
+
+def test_intervals_rebuilt_from_predictions_for_older_run_folders(report_run, tmp_path):
+    """A run folder without confusion_per_image.npz gets the same intervals from its saved predictions."""
+    old = tmp_path / "old"
+    shutil.copytree(report_run, old)
+    for npz in old.glob("cells/*/confusion_per_image.npz"):
+        npz.unlink()
+    before, after = RunData.load(report_run), RunData.load(old)
+    pd.testing.assert_frame_equal(scores_table(before, "synthetic"), scores_table(after, "synthetic"))
+    assert any("rebuilt from the saved predictions" in n for n in after.notes["synthetic"])
+    shutil.rmtree(old / "predictions")  # neither source: the table keeps its numbers, without intervals
+    bare = RunData.load(old)
+    table = scores_table(bare, "synthetic")
+    assert table["dice_dataset"].tolist() == scores_table(before, "synthetic")["dice_dataset"].tolist()
+    assert table["dice_dataset_low"].isna().all() and table["dice_per_image_low"].notna().all()
+    assert any("No dataset-level intervals" in n for n in bare.notes["synthetic"])
+
+
+def test_grid_skipped_with_a_note_when_images_cannot_be_loaded(report_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(report_run, copy, ignore=shutil.ignore_patterns("figures", "report.*"))
+    env = json.loads((copy / "environment.json").read_text())
+    env["config"]["datasets"] = []  # as if the dataset spec were unknown
+    (copy / "environment.json").write_text(json.dumps(env))
+    md = write_report(copy, formats=("md",))
+    assert "No qualitative grid: the dataset's images cannot be loaded" in md
+    assert not (copy / "figures" / "qualitative_synthetic.png").exists()
+    assert (copy / "figures" / "scores.png").is_file() and not (copy / "report.html").exists()
+
+
+def test_cli_report_formats_and_out_dir(report_run, tmp_path, capsys):
+    out = tmp_path / "rep"
+    assert main(["report", str(report_run), "--format", "html", "--out", str(out), "--no-figures"]) == 0
+    assert (out / "report.html").is_file() and not (out / "report.md").exists()
+    assert main(["report", str(report_run), "--format", "pdf", "--out", str(out)]) == 2
+    assert "unknown report format(s) ['pdf']" in capsys.readouterr().err
+
+
+def test_grid_images_chosen_by_rule():
+    values = pd.DataFrame({"a": [0.9, 0.5, 0.1, 0.6, 0.7], "b": [0.8, 0.2, 0.2, 0.0, 0.7]}, index=list("pqrst"))
+    # Spreads: p 0.1, q 0.3, r 0.1, s 0.6, t 0. "s" spreads most but is a's median already: the next is taken.
+    assert select_grid_images(values, "a") == [
+        ("best for a", "p"), ("median for a", "s"), ("worst for a", "r"), ("methods disagree most (spread 0.30)", "q"),
+    ]
+    same = pd.DataFrame({"a": [0.9, 0.5, 0.1], "b": [0.9, 0.5, 0.1]}, index=list("pqr"))
+    assert [c[1] for c in select_grid_images(same, "a")] == ["p", "q", "r"]  # no disagreement to show
+    assert select_grid_images(values[["a"]], "a")[-1] == ("worst for a", "r")  # one method: no spread row
+
+
+def test_pareto_front():
+    assert pareto_front([10, 20, 30, 5], [0.8, 0.9, 0.85, 0.5]).tolist() == [3, 0, 1]
+    assert pareto_front([1, 1, 2], [0.5, 0.7, np.nan]).tolist() == [1]
+
+
+def test_report_is_reproducible(report_run, tmp_path):
+    """Fixed bootstrap seed: the same run folder gives the same tables and intervals, to the last digit."""
+    first = write_report(report_run, out_dir=tmp_path / "a", formats=("md",), figures=False)
+    second = write_report(report_run, out_dir=tmp_path / "b", formats=("md",), figures=False)
+    assert first == second and " [0." in first
+    assert (tmp_path / "a" / "report.md").read_text() == first
