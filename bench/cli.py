@@ -62,7 +62,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from segbench.report import write_report
+    from segbench.report import brief_table, write_report
     from segbench.runner import RunConfig, run
 
     fractions = tuple(float(v) for v in _csv(args.split))
@@ -91,9 +91,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         retries=args.retries,
     )
     result = run(config, progress=not args.no_progress)
-    text = write_report(out)
-    print(text)
-    print(f"\nRun folder: {out}  (summary.csv, per_image.csv, environment.json, report.md)")
+    write_report(out)
+    print(brief_table(result.summary))
+    print(f"\nRun folder: {out}  (summary.csv, per_image.csv, environment.json, report.md, report.html)")
     if result.failures:
         print(f"\n{len(result.failures)} cell(s) failed:", file=sys.stderr)
         for f in result.failures:

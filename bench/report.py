@@ -40,6 +40,7 @@ from segbench.stats import Interval, bootstrap_ci, confusion_score, holm, weight
 __all__ = [
     "ALPHA",
     "RunData",
+    "brief_table",
     "headline_columns",
     "latency_markdown",
     "markdown_table",
@@ -100,6 +101,18 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 # --------------------------------------------------------------------------------------------------------
 # The run folder
+
+
+def brief_table(summary: pd.DataFrame) -> str:
+    """The few columns to read first, one row per cell: headline Dice both ways, train time, latency."""
+    rows = []
+    for r in summary.to_dict("records"):
+        label, dice, _ = headline_columns(summary, r["dataset"], prefix="dataset_")
+        per_image = dice.replace("dataset_", "per_image_", 1)
+        rows.append({"dataset": r["dataset"], "method": r["method"], "seed": r["seed"], "status": r["status"],
+                     f"Dice (dataset)": r.get(dice), "Dice (per image)": r.get(per_image), "scored class": label,
+                     "train s": r.get("train_s"), "latency ms p50": r.get("latency_ms_p50")})
+    return markdown_table(pd.DataFrame(rows)) if rows else "No cells."
 
 
 def latency_markdown(table: pd.DataFrame) -> str:
