@@ -1,0 +1,66 @@
+"""Accuracy regression checks: every registered method's score on a small synthetic grid, through the real
+runner with quick budgets and fixed seeds, against the baseline committed in tests/regression/.
+
+A drop of more than TOLERANCE in lesion Dice (dataset-level) fails. On one machine the same code gives the
+same score (seeded, deterministic on CPU); the tolerance absorbs what legitimately moves it between
+machines and library versions (BLAS and thread count change float summation order, which can flip a few
+boundary pixels or a tree split). An improvement passes; refresh the baseline so it guards the new level:
+
+    .venv/bin/python tests/test_accuracy_regression.py --update
+
+A method without a baseline fails until one is recorded, so a new method cannot join unguarded.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from segbench.methods import METHODS
+from segbench.runner import RunConfig, run
+
+BASELINE = Path(__file__).parent / "regression" / "accuracy_synthetic.csv"
+TOLERANCE = 0.03
+GRID = {"num_images": 40, "size": (96, 96), "seed": 7}
+SCORE = "dataset_dice_lesion"
+
+
+def measure(methods: list[str], out: Path) -> pd.DataFrame:
+    config = RunConfig(out=out, datasets=["synthetic"], methods=methods, seeds=[0], quick=True,
+                       dataset_options={"synthetic": GRID}, retries=0)
+    summary = run(config, progress=False, log=lambda line: None).summary
+    return summary[["method", "status", "error", SCORE]]
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory) -> pd.DataFrame:
+    return measure(METHODS.names(), tmp_path_factory.mktemp("regression") / "run").set_index("method")
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_no_accuracy_regression(method, measured):
+    baseline = pd.read_csv(BASELINE).set_index("method")
+    if method not in baseline.index:
+        pytest.fail(f"no accuracy baseline for {method!r}; record one: python tests/test_accuracy_regression.py --update")
+    row = measured.loc[method]
+    assert row["status"] == "ok", row["error"]
+    expected = baseline.loc[method, SCORE]
+    assert row[SCORE] > 0.2, "a method that finds almost nothing of the lesion is broken, whatever the baseline says"
+    assert row[SCORE] >= expected - TOLERANCE, f"{method}: lesion Dice {row[SCORE]:.4f} < baseline {expected:.4f} - {TOLERANCE}"
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--update"]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        table = measure(METHODS.names(), Path(tmp) / "run")
+    failed = table[table["status"] != "ok"]
+    if len(failed):
+        sys.exit(f"not updating: failed cells\n{failed.to_string()}")
+    BASELINE.parent.mkdir(exist_ok=True)
+    table[["method", SCORE]].to_csv(BASELINE, index=False, float_format="%.4f")
+    print(table[["method", SCORE]].to_string(index=False))
+    print(f"written: {BASELINE}")
