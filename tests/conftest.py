@@ -6,6 +6,7 @@ import pytest
 
 from helpers import write_folder_dataset, write_ph2_dataset
 from segbench.datasets import DATASETS
+from segbench.datasets.cache import CACHE_ENV
 
 #: How to build a small instance of each registered dataset. A new dataset adds its fixture here, and the
 #: contract tests (tests/test_datasets.py) then check it like every other one.
@@ -15,6 +16,14 @@ DATASET_FIXTURES = {
     "folder": lambda tmp: DATASETS.get("folder")(write_folder_dataset(tmp / "folder")),
     "ph2": lambda tmp: DATASETS.get("ph2")(write_ph2_dataset(tmp / "ph2")),
 }
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Tests use their own array cache, never the user's ~/.cache/segbench (a test may still override it)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("segbench-cache")))
+        yield
 
 
 @pytest.fixture(params=sorted(DATASETS.names()))
