@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from segbench.datasets.base import IGNORE_INDEX, Sample
+from segbench.datasets.io import to_rgb
 from segbench.datasets.transforms import WorkSize, resize_image, resize_mask, resize_proba, work_shape
 from segbench.registry import Registry
 
@@ -113,9 +114,11 @@ class Method(abc.ABC):
         return self
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
-        """``(H, W, 3) uint8`` image -> ``(C, H, W) float32`` probabilities at the image's size."""
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"{self.name}: expected an (H, W, 3) image, got shape {image.shape}")
+        """``(H, W, 3) uint8`` image -> ``(C, H, W) float32`` probabilities at the image's size.
+
+        Greyscale, RGBA and 16-bit arrays are converted first (``segbench.datasets.io.to_rgb``).
+        """
+        image = to_rgb(image)
         h, w = image.shape[:2]
         small = resize_image(image, work_shape(h, w, self.work_size))
         proba = self._predict_proba(small)
@@ -208,6 +211,7 @@ class Pipeline(Method):
         return self
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
+        image = to_rgb(image)  # stages see the same RGB image as the base method
         proba = self.base.predict_proba(image)
         for stage in self.stages:
             proba = stage.apply(image, proba)
