@@ -84,6 +84,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         method_options=parse_options(args.opt, "method"),
         dataset_options=parse_options(args.dataset_opt, "dataset"),
+        tile=args.tile,
+        tile_overlap=args.tile_overlap,
     )
     result = run(config, progress=not args.no_progress)
     text = write_report(out)
@@ -123,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=1, help="untimed predictions before timing (default: 1)")
     p.add_argument("--opt", action="append", metavar="METHOD.KEY=VALUE", help="method or stage option (repeatable)")
     p.add_argument("--dataset-opt", action="append", metavar="DATASET.KEY=VALUE", help="dataset option (repeatable)")
+    p.add_argument("--tile", type=int, default=None, help="predict in square tiles of this many pixels at the working size")
+    p.add_argument("--tile-overlap", type=int, default=64, help="pixels shared by neighbouring tiles (default: 64)")
     p.add_argument("--out", default=None, help="run folder (default: results/run-<timestamp>); re-use it to resume")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_run)

@@ -43,6 +43,7 @@ from segbench.datasets.transforms import WorkSize
 from segbench.environment import device_name, environment
 from segbench.latency import summarize_ms, timed_call
 from segbench.methods import IncompatibleError, build_method, split_spec
+from segbench.methods.tiling import Tiling
 from segbench.metrics import ConfusionMatrix, flatten_scores, scores_from_confusion
 
 __all__ = ["RunConfig", "RunResult", "run", "load_tables"]
@@ -68,6 +69,13 @@ class RunConfig:
     warmup: int = 1
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     dataset_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Tiled inference: tile side in pixels at the working size (None: whole images), and the tiles' overlap.
+    tile: int | None = None
+    tile_overlap: int = 64
+
+    def tiling(self) -> Tiling | None:
+        """The ``Tiling`` every method of the run predicts with, or None."""
+        return Tiling(self.tile, self.tile_overlap) if self.tile is not None else None
 
     def validate(self) -> None:
         """Fail before any work on names that do not exist (the error lists the known ones)."""
@@ -77,6 +85,7 @@ class RunConfig:
             parse_dataset_spec(spec)
         for spec in self.methods:
             split_spec(spec)
+        self.tiling()  # bad tile settings fail here, naming the fix
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -161,6 +170,7 @@ def _evaluate(
         ignore_index=dataset.ignore_index,
         options=config.method_options,
         quick=config.quick,
+        tiling=config.tiling(),
     )
     getattr(method, "base", method).artifacts_dir = run_dir / "artifacts" / cell_key
     train, val = dataset.subset(split["train"]), dataset.subset(split["val"]) if split["val"] and eval_split == "test" else None
@@ -241,6 +251,8 @@ def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] 
                     "quick": config.quick,
                     "seed": seed,
                 }
+                if config.tile is not None:  # only then, so cells of runs without tiling keep their keys
+                    identity["tiling"] = dataclasses.asdict(config.tiling())
                 cell = _Cell(run_dir, name, method_spec, seed, identity)
                 cells.append(cell)
                 bar.set_postfix_str(f"{name} {method_spec} seed {seed}")
