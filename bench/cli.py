@@ -1,4 +1,4 @@
-"""The ``segbench`` command line: run, list, report."""
+"""The ``segbench`` command line: run, list, report, validate."""
 
 from __future__ import annotations
 
@@ -107,6 +107,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from segbench.datasets.base import parse_dataset_spec
+    from segbench.datasets.validate import validate_dataset
+
+    name, _ = parse_dataset_spec(args.dataset)
+    report = validate_dataset(args.dataset, data_dir=args.data_dir, options=parse_options(args.dataset_opt, "dataset").get(name))
+    for problem in report.problems:
+        print(problem)
+    verdict = "no problems" if report.ok else f"{len(report.problems)} problem(s)"
+    print(f"{report.dataset}: {report.checked} image(s) checked, {verdict}")
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segbench", description="Compare segmentation methods under one protocol.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--no-figures", action="store_true")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("validate", help="check every image and mask of a dataset; exit 1 if anything is wrong")
+    p.add_argument("dataset", help="NAME or NAME:PATH, as for run --datasets")
+    p.add_argument("--data-dir", default=None, help="folder holding the datasets (default: $SEGBENCH_DATA_DIR)")
+    p.add_argument("--dataset-opt", action="append", metavar="DATASET.KEY=VALUE", help="dataset option (repeatable)")
+    p.set_defaults(func=_cmd_validate)
     return parser
 
 
