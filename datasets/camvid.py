@@ -112,7 +112,9 @@ class CamVid(SegmentationDataset):
                 image, annot = images_dir / Path(parts[0]).name, annot_dir / Path(parts[1]).name
                 missing = [p for p in (image, annot) if not p.is_file()]
                 if missing:
-                    self._problem(f"{missing[0]}: listed in {listing.name} line {line_no} but not found; restore it or remove the line")
+                    self._problem(
+                        f"{missing[0]}: listed in {listing.name} line {line_no} but not found; restore it or remove the line"
+                    )
                     continue
                 if image.stem in pairs:
                     self._problem(f"{listing}:{line_no}: {image.name} is listed twice; remove the repeated line")

@@ -66,7 +66,9 @@ class ColourMap:
         reader = csv.DictReader(lines)
         fields = [c.strip() for c in reader.fieldnames or []]
         if not {"r", "g", "b", "class_name"} <= set(fields):
-            raise DataError(f"{path}: header is {fields}; a colour map needs columns r,g,b,class_name (and optionally class_index)")
+            raise DataError(
+                f"{path}: header is {fields}; a colour map needs columns r,g,b,class_name (and optionally class_index)"
+            )
         has_index = "class_index" in fields
         names: dict[int, str] = {}
         by_code: dict[int, int] = {}
@@ -76,7 +78,8 @@ class ColourMap:
                 rgb = [int(row[c]) for c in "rgb"]
                 index = int(row["class_index"]) if has_index else None
             except ValueError:
-                raise DataError(f"{path}:{line}: r, g, b{' and class_index' if has_index else ''} must be integers, got {row}") from None
+                what = "r, g, b and class_index" if has_index else "r, g and b"
+                raise DataError(f"{path}:{line}: {what} must be integers, got {row}") from None
             if any(not 0 <= v <= 255 for v in rgb):
                 raise DataError(f"{path}:{line}: colour {rgb} is outside 0..255")
             name = row["class_name"]
@@ -91,7 +94,9 @@ class ColourMap:
             if index is None:
                 index = next((i for i, n in names.items() if n == name), len(names))
             if index < 0 or index == ignore_index:
-                raise DataError(f"{path}:{line}: class_index {index} is not a class; use 0..C-1 (void colours: class_name ignore)")
+                raise DataError(
+                    f"{path}:{line}: class_index {index} is not a class; use 0..C-1 (void colours: class_name ignore)"
+                )
             if names.setdefault(index, name) != name:
                 raise DataError(f"{path}:{line}: class_index {index} is named both {names[index]!r} and {name!r}; use one name")
             by_code[code] = index
@@ -181,8 +186,11 @@ class ImageFolder(SegmentationDataset):
             raise DataError(f"{self.name}: no folder given; use --datasets {self.name}:/path/to/root or --data-dir")
         if mask_mode not in ("auto", "binary", "labels"):
             raise ValueError(f"{self.name}: mask_mode {mask_mode!r} is not one of auto, binary, labels")
-        if ignore_value is not None and (isinstance(ignore_value, bool) or not isinstance(ignore_value, (int, np.integer)) or ignore_value < 0):
-            raise ValueError(f"{self.name}: ignore_value={ignore_value!r} is not valid; give a non-negative integer mask value or None")
+        is_int = isinstance(ignore_value, (int, np.integer)) and not isinstance(ignore_value, bool)
+        if ignore_value is not None and (not is_int or ignore_value < 0):
+            raise ValueError(
+                f"{self.name}: ignore_value={ignore_value!r} is not valid; give a non-negative integer mask value or None"
+            )
         self.root = Path(root)
         self._problems: list[DataError] = []
         sink = None if strict else self._problems

@@ -93,7 +93,9 @@ def predict_tiled(
         for x in tile_starts(pw, tile, stride):
             proba = np.asarray(predict_proba(padded[y : y + tile, x : x + tile]))
             if proba.ndim != 3 or proba.shape[1:] != (tile, tile):
-                raise RuntimeError(f"predict_proba returned shape {proba.shape} for a {tile}x{tile} tile; expected (C, {tile}, {tile})")
+                raise RuntimeError(
+                    f"predict_proba returned shape {proba.shape} for a {tile}x{tile} tile; expected (C, {tile}, {tile})"
+                )
             if acc is None:
                 acc = np.zeros((proba.shape[0], ph, pw), dtype=np.float64)
             acc[:, y : y + tile, x : x + tile] += proba * window
