@@ -1,4 +1,4 @@
-"""The ``segbench`` command line: run, list, report."""
+"""The ``segbench`` command line: run, list, report, validate."""
 
 from __future__ import annotations
 
@@ -89,6 +89,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         executor_options={k: v for k, v in {"scheduler": args.scheduler, "workers": args.workers,
                                             "threads_per_worker": args.threads_per_worker}.items() if v},
         retries=args.retries,
+        tile=args.tile,
+        tile_overlap=args.tile_overlap,
     )
     result = run(config, progress=not args.no_progress)
     write_report(out)
@@ -150,6 +152,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from segbench.datasets.base import parse_dataset_spec
+    from segbench.datasets.validate import validate_dataset
+
+    name, _ = parse_dataset_spec(args.dataset)
+    report = validate_dataset(args.dataset, data_dir=args.data_dir, options=parse_options(args.dataset_opt, "dataset").get(name))
+    for problem in report.problems:
+        print(problem)
+    verdict = "no problems" if report.ok else f"{len(report.problems)} problem(s)"
+    print(f"{report.dataset}: {report.checked} image(s) checked, {verdict}")
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segbench", description="Compare segmentation methods under one protocol.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -168,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=1, help="untimed predictions before timing (default: 1)")
     p.add_argument("--opt", action="append", metavar="METHOD.KEY=VALUE", help="method or stage option (repeatable)")
     p.add_argument("--dataset-opt", action="append", metavar="DATASET.KEY=VALUE", help="dataset option (repeatable)")
+    p.add_argument("--tile", type=int, default=None, help="predict in square tiles of this many pixels at the working size")
+    p.add_argument("--tile-overlap", type=int, default=64, help="pixels shared by neighbouring tiles (default: 64)")
     p.add_argument("--out", default=None, help="run folder (default: results/run-<timestamp>); re-use it to resume")
     p.add_argument("--import", dest="imports", action="append", metavar="MODULE",
                    help="import a module that registers your own methods or datasets (repeatable; dask workers too)")
@@ -198,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="report folder (default: the run folder)")
     p.add_argument("--no-figures", action="store_true", help="tables only (figures are PNG and SVG under figures/)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("validate", help="check every image and mask of a dataset; exit 1 if anything is wrong")
+    p.add_argument("dataset", help="NAME or NAME:PATH, as for run --datasets")
+    p.add_argument("--data-dir", default=None, help="folder holding the datasets (default: $SEGBENCH_DATA_DIR)")
+    p.add_argument("--dataset-opt", action="append", metavar="DATASET.KEY=VALUE", help="dataset option (repeatable)")
+    p.set_defaults(func=_cmd_validate)
     return parser
 
 

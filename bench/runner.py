@@ -49,6 +49,7 @@ from segbench.environment import device_name, environment
 from segbench.executors import make_executor
 from segbench.latency import MemoryProbe, summarize_ms, timed_call
 from segbench.methods import IncompatibleError, build_method, split_spec
+from segbench.methods.tiling import Tiling
 from segbench.metrics import ConfusionMatrix, flatten_scores, scores_from_confusion
 from segbench.records import KEY_COLUMNS, load_tables, slug, write_atomic
 
@@ -72,10 +73,17 @@ class RunConfig:
     warmup: int = 1
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     dataset_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Tiled inference: tile side in pixels at the working size (None: whole images), and the tiles' overlap.
+    tile: int | None = None
+    tile_overlap: int = 64
     imports: list[str] = field(default_factory=list)
     executor: str = "local"
     executor_options: dict[str, Any] = field(default_factory=dict)
     retries: int = 1
+
+    def tiling(self) -> Tiling | None:
+        """The ``Tiling`` every method of the run predicts with, or None."""
+        return Tiling(self.tile, self.tile_overlap) if self.tile is not None else None
 
     def validate(self) -> None:
         """Fail before any work on names that do not exist (the error lists the known ones)."""
@@ -87,6 +95,7 @@ class RunConfig:
             parse_dataset_spec(spec)
         for spec in self.methods:
             split_spec(spec)
+        self.tiling()  # bad tile settings fail here, naming the fix
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -109,6 +118,7 @@ class CellTask:
     dataset_options: dict[str, Any]
     method_options: dict[str, dict[str, Any]]
     size: WorkSize
+    tiling: Tiling | None
     quick: bool
     warmup: int
     save_predictions: bool
@@ -179,6 +189,7 @@ def _evaluate(task: CellTask) -> CellOutcome:
         ignore_index=dataset.ignore_index,
         options=task.method_options,
         quick=task.quick,
+        tiling=task.tiling,
     )
     getattr(method, "base", method).artifacts_dir = Path(task.artifacts_dir)
     train = dataset.subset(split["train"])
@@ -311,11 +322,14 @@ def _plan(config: RunConfig, folder: _RunFolder) -> tuple[list[CellTask], dict[s
                     "method": method_spec, "options": method_options, "size": config.size,
                     "quick": config.quick, "seed": seed,
                 }
+                if config.tile is not None:  # only then, so cells of runs without tiling keep their keys
+                    identity["tiling"] = dataclasses.asdict(config.tiling())
                 key = f"{slug(name)}__{slug(method_spec)}__seed{seed}-{_hash(identity)}"
                 task = CellTask(
                     key=key, dataset_spec=dataset_spec, dataset_name=name, method=method_spec, seed=seed,
                     split=split, artifacts_dir=str(folder.root / "artifacts" / key), data_dir=config.data_dir,
-                    dataset_options=options, method_options=method_options, size=config.size, quick=config.quick,
+                    dataset_options=options, method_options=method_options, size=config.size, tiling=config.tiling(),
+                    quick=config.quick,
                     warmup=config.warmup, save_predictions=config.save_predictions,
                     threads=config.executor_options.get("threads_per_worker") if config.executor == "dask" else None,
                 )

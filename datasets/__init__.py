@@ -4,6 +4,6 @@ from segbench.datasets.base import DATASETS, IGNORE_INDEX, Sample, SampleList, S
 from segbench.datasets.io import DataError
 
 # Importing a module registers the datasets it defines.
-from segbench.datasets import folder, ph2, synthetic  # noqa: E402,F401
+from segbench.datasets import camvid, folder, isbi, mads, ph2, synthetic  # noqa: E402,F401
 
 __all__ = ["DATASETS", "IGNORE_INDEX", "DataError", "Sample", "SampleList", "SegmentationDataset", "build_dataset"]

@@ -88,6 +88,14 @@ class SegmentationDataset(abc.ABC):
         """Settings that identify this dataset instance in records (root folder, size, seed...)."""
         return {}
 
+    def index_problems(self) -> list[Exception]:
+        """Problems found while listing files (a missing mask, a duplicate stem), each naming the file and the fix.
+
+        Loaders built with ``strict=False`` (as ``segbench validate`` builds them) record these and leave the
+        affected images out instead of raising on the first; strict loaders raise, so this stays empty.
+        """
+        return []
+
     def __len__(self) -> int:
         return len(self.ids())
 

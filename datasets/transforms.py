@@ -1,4 +1,4 @@
-"""Resizing between a dataset's resolution and the resolution a method works at."""
+"""Resizing between a dataset's resolution and the resolution a method works at; random crops for training."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-__all__ = ["WorkSize", "parse_size", "work_shape", "resize_image", "resize_mask", "resize_proba"]
+from segbench.datasets.base import IGNORE_INDEX, Sample
+
+__all__ = ["WorkSize", "parse_size", "work_shape", "resize_image", "resize_mask", "resize_proba", "random_crop"]
 
 #: A method's working resolution: None (native), an int (cap on the longer side, aspect kept) or (width, height).
 WorkSize = int | tuple[int, int] | None
@@ -67,3 +69,48 @@ def resize_proba(proba: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     t = torch.from_numpy(np.ascontiguousarray(proba, dtype=np.float32))[None]
     out = F.interpolate(t, size=tuple(shape), mode="bilinear", align_corners=False)[0]
     return out.numpy()
+
+
+def random_crop(
+    sample: Sample,
+    size: int | tuple[int, int],
+    rng: np.random.Generator,
+    *,
+    ignore_index: int = IGNORE_INDEX,
+) -> Sample:
+    """A random ``size`` window of a sample, for training on images larger than a batch can hold.
+
+    The window's top-left corner is drawn uniformly, so every pixel can be picked. A sample smaller than
+    ``size`` along a side is first padded at the bottom/right: the image by reflection (plausible context),
+    the mask with ``ignore_index`` and the ignore mask with True, so padded pixels never count as labels.
+
+    Args:
+        sample: The sample to crop.
+        size: ``(height, width)``, or one int for a square.
+        rng: Source of the offsets (seed it for reproducible training).
+        ignore_index: Label written into the mask's padding.
+
+    Returns:
+        A ``Sample`` with the same id and ``(height, width)`` image, mask and ignore mask (if any).
+    """
+    ch, cw = (size, size) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
+    if ch <= 0 or cw <= 0:
+        raise ValueError(f"crop size {size!r} is not valid; give a positive int or (height, width)")
+    image, mask, ignore = sample.image, sample.mask, sample.ignore
+    h, w = mask.shape
+    pad_h, pad_w = max(0, ch - h), max(0, cw - w)
+    if pad_h or pad_w:
+        mode = "reflect" if min(h, w) > 1 else "edge"
+        image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode=mode)
+        mask = np.pad(mask, ((0, pad_h), (0, pad_w)), constant_values=ignore_index)
+        ignore = None if ignore is None else np.pad(ignore, ((0, pad_h), (0, pad_w)), constant_values=True)
+        h, w = mask.shape
+    y = int(rng.integers(0, h - ch + 1))
+    x = int(rng.integers(0, w - cw + 1))
+    window = (slice(y, y + ch), slice(x, x + cw))
+    return Sample(
+        id=sample.id,
+        image=np.ascontiguousarray(image[window]),
+        mask=np.ascontiguousarray(mask[window]),
+        ignore=None if ignore is None else np.ascontiguousarray(ignore[window]),
+    )

@@ -17,7 +17,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from segbench.datasets.base import IGNORE_INDEX, Sample
+from segbench.datasets.io import to_rgb
 from segbench.datasets.transforms import WorkSize, resize_image, resize_mask, resize_proba, work_shape
+from segbench.methods.tiling import Tiling
 from segbench.registry import Registry
 
 __all__ = [
@@ -79,6 +81,8 @@ class Method(abc.ABC):
     default_work_size: ClassVar[WorkSize] = None
     quick_options: ClassVar[dict[str, Any]] = {}
     Options: ClassVar[type] = NoOptions
+    #: Tiled inference at the working resolution (``segbench.methods.tiling``); None: the whole image at once.
+    tiling: Tiling | None = None
 
     def __init__(
         self,
@@ -113,12 +117,14 @@ class Method(abc.ABC):
         return self
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
-        """``(H, W, 3) uint8`` image -> ``(C, H, W) float32`` probabilities at the image's size."""
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"{self.name}: expected an (H, W, 3) image, got shape {image.shape}")
+        """``(H, W, 3) uint8`` image -> ``(C, H, W) float32`` probabilities at the image's size.
+
+        Greyscale, RGBA and 16-bit arrays are converted first (``segbench.datasets.io.to_rgb``).
+        """
+        image = to_rgb(image)
         h, w = image.shape[:2]
         small = resize_image(image, work_shape(h, w, self.work_size))
-        proba = self._predict_proba(small)
+        proba = self._predict_proba(small) if self.tiling is None else self.tiling.predict(self._predict_proba, small)
         if proba.shape != (self.num_classes, *small.shape[:2]):
             raise RuntimeError(f"{self.name}: _predict_proba returned {proba.shape}, expected {(self.num_classes, *small.shape[:2])}")
         return resize_proba(proba, (h, w))
@@ -137,7 +143,10 @@ class Method(abc.ABC):
 
     def config(self) -> dict[str, Any]:
         """Everything that identifies this method's settings in records."""
-        return {"method": self.name, "work_size": self.work_size, **dataclasses.asdict(self.opts)}
+        config = {"method": self.name, "work_size": self.work_size, **dataclasses.asdict(self.opts)}
+        if self.tiling is not None:
+            config["tiling"] = dataclasses.asdict(self.tiling)
+        return config
 
     # -- for subclasses ---------------------------------------------------------------------------------
 
@@ -216,6 +225,7 @@ class Pipeline(Method):
         return self
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
+        image = to_rgb(image)  # stages see the same RGB image as the base method
         proba = self.base.predict_proba(image)
         for stage in self.stages:
             proba = stage.apply(image, proba)
@@ -258,6 +268,7 @@ def build_method(
     ignore_index: int = IGNORE_INDEX,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     quick: bool = False,
+    tiling: Tiling | None = None,
 ) -> Method:
     """Build a method or pipeline from its spec.
 
@@ -269,12 +280,15 @@ def build_method(
         ignore_index: Label value to ignore in training.
         options: Per-component options keyed by method or stage name, e.g. ``{"slic": {"n_segments": 400}}``.
         quick: Apply each method's ``quick_options`` (small budgets) before ``options``.
+        tiling: Predict in overlapping tiles at the working resolution (``segbench.methods.tiling``).
     """
     options = options or {}
     base_name, stage_names = split_spec(spec)
     base_cls = METHODS.get(base_name)
     base_opts = {**(base_cls.quick_options if quick else {}), **options.get(base_name, {})}
     base = base_cls(num_classes, seed=seed, work_size=work_size, ignore_index=ignore_index, **base_opts)
+    if tiling is not None:
+        base.tiling = tiling
     if not stage_names:
         return base
     stages = [STAGES.get(n)(num_classes, seed=seed, **options.get(n, {})) for n in stage_names]

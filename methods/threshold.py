@@ -27,7 +27,11 @@ def image_channel(image: np.ndarray, channel: str) -> np.ndarray:
     if channel in "RGB":
         return image[..., "RGB".index(channel)].astype(np.float64)
     if channel in ("L", "a", "b"):
-        return rgb2lab(image)[..., "Lab".index(channel)]
+        values = rgb2lab(image)[..., "Lab".index(channel)]
+        if channel != "L":
+            # A grey pixel has no chroma; rgb2lab leaves ~0.005 of float noise that Otsu would threshold.
+            values[(image[..., 0] == image[..., 1]) & (image[..., 1] == image[..., 2])] = 0.0
+        return values
     if channel == "S":
         return rgb2hsv(image)[..., 1]
     raise ValueError(f"unknown channel {channel!r}; choose one of {', '.join(CHANNELS)}")
@@ -68,13 +72,20 @@ class Otsu(Method):
             raise ValueError(f"otsu: channel {self.opts.channel!r} is not one of auto, {', '.join(CHANNELS)}")
         channels = CHANNELS if self.opts.channel == "auto" else (self.opts.channel,)
         scores: dict[tuple[str, bool], list[float]] = {}
+        informative: set[str] = set()
         for s in train:
             truth = s.mask == 1
             for ch in channels:
                 values = self._values(s.image, ch)
-                above = values > (threshold_otsu(values) if np.ptp(values) > _FLAT else values.max())
+                flat = np.ptp(values) <= _FLAT
+                if not flat:
+                    informative.add(ch)
+                above = values > (values.max() if flat else threshold_otsu(values))
                 scores.setdefault((ch, True), []).append(_dice(above, truth))
                 scores.setdefault((ch, False), []).append(_dice(~above, truth))
+        # A channel flat on every training image (a, b and S of greyscale input) thresholds nothing: it would
+        # only pick "all foreground" or "all background", so it is chosen only when no channel varies.
+        scores = {k: v for k, v in scores.items() if k[0] in informative} or scores
         if not scores:  # no training images: grey, object darker (the usual case for lesions)
             self.channel_, self.object_is_bright_ = "gray", False
             return
@@ -84,7 +95,8 @@ class Otsu(Method):
         values = self._values(image, self.channel_)
         spread = float(np.ptp(values))
         if spread <= _FLAT:
-            fg = np.full(values.shape, 0.0 if not self.object_is_bright_ else 1.0, dtype=np.float32)
+            # As in fit: nothing lies above the threshold of a flat channel, so all of it is on the dark side.
+            fg = np.full(values.shape, 0.0 if self.object_is_bright_ else 1.0, dtype=np.float32)
         else:
             z = (values - threshold_otsu(values)) / (self.opts.softness * spread)
             fg = (1.0 / (1.0 + np.exp(-np.clip(z if self.object_is_bright_ else -z, -50, 50)))).astype(np.float32)

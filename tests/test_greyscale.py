@@ -1,0 +1,54 @@
+"""Every registered method runs on greyscale input (ISBI 2012 layout), on a fixture and on the real slices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers import requires_data, write_isbi_dataset
+from segbench.datasets import DATASETS, build_dataset
+from segbench.methods import METHODS, build_method
+
+#: Methods registered by test modules (names starting with "test-") are fixtures, not methods.
+REAL_METHODS = [name for name in METHODS.names() if not name.startswith("test-")]
+
+
+@pytest.fixture(scope="module")
+def isbi_fixture(tmp_path_factory):
+    return DATASETS.get("isbi2012")(write_isbi_dataset(tmp_path_factory.mktemp("isbi"), n=6, size=48))
+
+
+@pytest.mark.parametrize("spec", REAL_METHODS)
+def test_method_runs_on_greyscale_em(spec, isbi_fixture):
+    ds = isbi_fixture
+    method = build_method(spec, ds.num_classes, quick=True)
+    method.fit(ds.subset(ds.ids()[:4]), ds.subset(ds.ids()[4:5]))
+    s = ds[ds.ids()[5]]
+    grey = s.image[..., 0]
+    assert (s.image == grey[..., None]).all()  # the loader's image is the grey slice, repeated
+    for image in (s.image, grey):  # the dataset's RGB view and the raw 1-channel array
+        proba = method.predict_proba(image)
+        assert proba.shape == (2, 48, 48) and np.isfinite(proba).all()
+        np.testing.assert_allclose(proba.sum(axis=0), 1.0, atol=1e-4)
+    accuracy = (method.predict(grey) == s.mask).mean()
+    assert accuracy > 0.6, f"{spec}: pixel accuracy {accuracy:.2f} on bright cells vs dark membranes"
+
+
+@requires_data("isbi2012-em", "train")
+@pytest.mark.parametrize("spec", REAL_METHODS)
+def test_method_runs_on_real_isbi(spec):
+    ds = build_dataset("isbi2012")
+    ids = ds.ids()
+    method = build_method(spec, ds.num_classes, quick=True, work_size=128)  # small: a check, not a benchmark
+    method.fit(ds.subset(ids[:3]))
+    s = ds[ids[-1]]
+    labels = method.predict(s.image[..., 0])
+    assert labels.shape == (512, 512)
+    assert (labels == s.mask).mean() > 0.5
+
+
+def test_methods_take_greyscale_arrays(tiny_binary):
+    method = build_method("pixel-rf", 2, quick=True).fit(tiny_binary.subset(tiny_binary.ids()[:4]))
+    grey = tiny_binary[tiny_binary.ids()[5]].image[..., 1]
+    np.testing.assert_allclose(method.predict_proba(grey), method.predict_proba(np.repeat(grey[..., None], 3, 2)))
+    assert method.predict(grey[..., None].astype(np.uint16) * 257).shape == grey.shape
