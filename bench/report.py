@@ -557,8 +557,12 @@ def _dataset_blocks(run: RunData, dataset: str, fig_dir: Path | None) -> list[An
     if not ok.empty:
         first = ok.iloc[0]
         label = headline_columns(run.summary, dataset, prefix="dataset_")[0]
+        if first["eval_split"] == "test":
+            split = f"{int(first['n_train'])} train / {int(first['n_val'])} val / {int(first['n_test'])} test images. "
+        else:  # no test split (CamVid here): trained on train without early stopping, scored on val
+            split = f"{int(first['n_train'])} train images; scored on the {int(first['n_test'])} val images (no test split). "
         blocks.append(_Para(
-            f"{int(first['n_train'])} train / {int(first['n_val'])} val / {int(first['n_test'])} {first['eval_split']} images. "
+            split +
             "Dataset-level scores sum the confusion matrices of all images, then score (every pixel weighs the same); "
             "per-image means score each image, then average (every image weighs the same). Intervals: 95% BCa "
             "bootstrap over test images (2000 resamples, seed 0). Latency: one image, batch 1, "
