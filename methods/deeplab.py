@@ -124,8 +124,9 @@ class DeepLabV3(nn.Module):
         output_stride: 8 or 16: input size / encoder output size.
         rates: ASPP atrous rates; None: ``(6, 12, 18)`` at output stride 16 (the paper's) and twice that at 8,
             scaled by ``aspp_rate_scale``.
-        aspp_rate_scale: Multiplies the default rates; below 1 for small feature maps (at stride 8, a 256-px
-            input gives 32-px features, on which the paper's stride-8 rates 12-24-36 mostly fall outside).
+        aspp_rate_scale: Multiplies the default rates. The paper's rates suit 33-px (stride 16) or 65-px
+            (stride 8) feature maps from 513-px crops; a 128-px input gives 16-px maps at stride 8, on which
+            the default 0.25 (rates 3-6-9) keeps the same proportions.
         aspp_channels: Channels of every ASPP branch (the paper: 256).
         multi_grid: Dilation multipliers of the last stage's blocks (the paper: ``(1, 2, 4)`` for 3 blocks).
         in_channels: Input channels.
@@ -142,7 +143,7 @@ class DeepLabV3(nn.Module):
         blocks: tuple[int, int, int, int] = (2, 2, 2, 2),
         output_stride: Literal[8, 16] = 8,
         rates: tuple[int, ...] | None = None,
-        aspp_rate_scale: float = 0.5,
+        aspp_rate_scale: float = 0.25,
         aspp_channels: int = 64,
         multi_grid: tuple[int, ...] = (1, 2),
         in_channels: int = 3,
@@ -175,19 +176,19 @@ class DeepLabMethod(DeepMethod):
         "blocks": (1, 1, 1, 1),
         "multi_grid": (1,),
         "aspp_channels": 16,
-        "epochs": 6,
-        "batch_size": 4,
+        "epochs": 20,
         "patience": None,
         "warmup_epochs": 1.0,
     }
 
     @dataclass(kw_only=True)
     class Options(DeepOptions):
+        epochs: int = 80  # about a third of U-Net's cost per epoch: more epochs in the same budget
         width: int = 16
         blocks: tuple[int, int, int, int] = (2, 2, 2, 2)
         output_stride: Literal[8, 16] = 8
         rates: tuple[int, ...] | None = None
-        aspp_rate_scale: float = 0.5
+        aspp_rate_scale: float = 0.25
         aspp_channels: int = 64
         multi_grid: tuple[int, ...] = (1, 2)
 

@@ -109,10 +109,11 @@ class SegNetMethod(DeepMethod):
     """SegNet trained from scratch (Badrinarayanan et al. 2017); see ``SegNet`` for the architecture options."""
 
     description = "SegNet: decoder upsamples with the encoder's max-pooling indices, trained from scratch"
-    quick_options = {"width": 8, "convs_per_stage": (1, 1, 2), "epochs": 6, "batch_size": 4, "patience": None, "warmup_epochs": 1.0}
+    quick_options = {"width": 8, "convs_per_stage": (2, 2, 2), "epochs": 20, "patience": None, "warmup_epochs": 1.0}
 
     @dataclass(kw_only=True)
     class Options(DeepOptions):
+        epochs: int = 60  # cheaper per epoch than U-Net and slower to converge: same ~10-minute budget
         width: int = 16
         convs_per_stage: tuple[int, ...] = (2, 2, 3, 3)
 

@@ -91,8 +91,8 @@ class TrainConfig:
         progress: Show a progress bar with the loss and the validation score.
     """
 
-    epochs: int = 60
-    batch_size: int = 8
+    epochs: int = 40
+    batch_size: int = 4
     lr: float = 2e-3
     weight_decay: float = 1e-4
     warmup_epochs: float = 2.0
@@ -106,7 +106,7 @@ class TrainConfig:
     rot90: bool = True
     color_jitter: float = 0.2
     val_every: int = 1
-    patience: int | None = 15
+    patience: int | None = 20
     max_train_s: float | None = None
     device: Device = "auto"
     amp: bool = True

@@ -112,7 +112,7 @@ class UNetMethod(DeepMethod):
     """U-Net trained from scratch (Ronneberger et al. 2015); see ``UNet`` for the architecture options."""
 
     description = "U-Net: encoder-decoder with concatenated skips, trained from scratch"
-    quick_options = {"width": 8, "depth": 3, "epochs": 6, "batch_size": 4, "patience": None, "warmup_epochs": 1.0}
+    quick_options = {"width": 8, "depth": 3, "epochs": 15, "patience": None, "warmup_epochs": 1.0}
 
     @dataclass(kw_only=True)
     class Options(DeepOptions):

@@ -281,3 +281,16 @@ def test_options_are_keyword_only_dataclasses():
         with pytest.raises(TypeError):
             options(1)  # positional options are refused
     assert math.isclose(TrainConfig().lr, 2e-3)
+
+
+def test_deeplab_rates_follow_the_output_stride():
+    from segbench.methods.deeplab import DeepLabV3
+
+    assert DeepLabV3(2, width=4, aspp_channels=4, output_stride=8).rates == (3, 6, 9)
+    assert DeepLabV3(2, width=4, aspp_channels=4, output_stride=16, aspp_rate_scale=1.0).rates == (6, 12, 18)
+    assert DeepLabV3(2, width=4, aspp_channels=4, rates=(1, 2)).rates == (1, 2)
+    # Stride 16 halves the feature map of stride 8.
+    x = torch.randn(1, 3, 64, 64)
+    for stride, side in ((8, 8), (16, 4)):
+        net = DeepLabV3(2, width=4, aspp_channels=4, output_stride=stride).eval()
+        assert net.encoder(x).shape[-1] == side
