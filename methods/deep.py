@@ -1,0 +1,286 @@
+"""``DeepMethod``: the base of every deep method; wraps a network, the training loop and checkpoints.
+
+A subclass adds its architecture options to ``Options`` and implements ``build_model``; training, device
+choice, checkpoints and inference are shared.
+
+Checkpoints:
+    After training, the best weights are saved as ``<artifacts_dir>/best.pt`` (the runner gives each cell
+    its own artifacts folder) with ``history.csv`` beside it. They are reused without retraining:
+
+    * ``checkpoint=PATH`` (``--opt unet.checkpoint=results/x/artifacts/<cell>/best.pt``) loads those
+      weights and skips training; the architecture options must match the checkpoint's (the error names
+      any that differ), training options are ignored.
+    * With ``reuse_checkpoint=True`` (default), a ``best.pt`` already in the cell's artifacts folder with
+      the same method, classes, architecture, training options and seed is loaded instead of retraining,
+      e.g. when a run was interrupted after training but before its cell was committed.
+
+    Files are read with ``torch.load(weights_only=True)``, so a checkpoint cannot run code. The recorded
+    ``train_s`` of a cell that loaded a checkpoint is the loading time; the original training time is in
+    the checkpoint's metadata (``meta["train_s"]``).
+"""
+
+from __future__ import annotations
+
+import abc
+import csv
+import dataclasses
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from segbench.datasets.base import IGNORE_INDEX, Sample
+from segbench.datasets.transforms import WorkSize, resize_image, resize_proba, work_shape
+from segbench.methods.base import Method
+from segbench.methods.training import (
+    Normalization,
+    TrainConfig,
+    TrainResult,
+    load_checkpoint,
+    pick_device,
+    predict_proba_tensor,
+    save_checkpoint,
+    seed_everything,
+    train_model,
+)
+
+__all__ = ["DeepMethod", "CHECKPOINT_NAME"]
+
+#: File name of the best weights in a cell's artifacts folder.
+CHECKPOINT_NAME = "best.pt"
+_FORMAT = 1
+
+
+@dataclass(kw_only=True)
+class DeepOptions(TrainConfig):
+    """Training-loop options plus checkpoint reuse (see the module docstring)."""
+
+    checkpoint: str | None = None
+    reuse_checkpoint: bool = True
+
+
+#: Option names that do not change a trained network's weights' meaning (not compared on reuse).
+_VOLATILE = ("checkpoint", "reuse_checkpoint", "progress", "device", "max_train_s")
+
+
+class DeepMethod(Method):
+    """A network trained from scratch by ``segbench.methods.training.train_model``.
+
+    Attributes:
+        device: ``torch.device`` the network runs on (set at construction from ``opts.device``).
+        model: The network (None before ``fit``).
+        norm: Input normalisation the network was trained with.
+        train_result: What the training run reported (None when weights were loaded from a checkpoint).
+        checkpoint_meta: Metadata of the weights in use (training history summary, scores, versions).
+    """
+
+    family: ClassVar[str] = "deep"
+    supports_gpu: ClassVar[bool] = True
+    #: 128 px on the longer side (128x96 for PH2): what trains in minutes on a 2-core CPU; ``--size`` changes it.
+    default_work_size: ClassVar[WorkSize] = 128
+    Options: ClassVar[type] = DeepOptions
+
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        seed: int = 0,
+        work_size: WorkSize = None,
+        ignore_index: int = IGNORE_INDEX,
+        **options: Any,
+    ) -> None:
+        super().__init__(num_classes, seed=seed, work_size=work_size, ignore_index=ignore_index, **options)
+        self.train_config().validate()
+        self.device: torch.device = pick_device(self.opts.device)
+        self.model: nn.Module | None = None
+        self.norm: Normalization | None = None
+        self.train_result: TrainResult | None = None
+        self.checkpoint_meta: dict[str, Any] | None = None
+
+    # -- for subclasses ---------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def build_model(self) -> nn.Module:
+        """A freshly initialised network mapping ``(N, 3, H, W)`` to ``(N, num_classes, H, W)`` logits."""
+
+    # -- options ----------------------------------------------------------------------------------------
+
+    def train_config(self) -> TrainConfig:
+        """The training-loop part of the options."""
+        return TrainConfig(**{f.name: getattr(self.opts, f.name) for f in dataclasses.fields(TrainConfig)})
+
+    def architecture(self) -> dict[str, Any]:
+        """The options that define the network (those a subclass adds to ``DeepOptions``)."""
+        common = {f.name for f in dataclasses.fields(DeepOptions)}
+        return {f.name: getattr(self.opts, f.name) for f in dataclasses.fields(self.opts) if f.name not in common}
+
+    def _identity(self) -> dict[str, Any]:
+        """What a reusable ``best.pt`` must share with this instance."""
+        training = {k: v for k, v in dataclasses.asdict(self.train_config()).items() if k not in _VOLATILE}
+        return {
+            "method": self.name,
+            "num_classes": self.num_classes,
+            "architecture": _plain(self.architecture()),
+            "training": _plain(training),
+            "work_size": _plain(self.work_size),
+            "seed": self.seed,
+        }
+
+    # -- fit --------------------------------------------------------------------------------------------
+
+    def fit(self, train: Sequence[Sample], val: Sequence[Sample] | None = None) -> "DeepMethod":
+        """Train, or load reusable weights without reading the data (see the module docstring)."""
+        source = self._checkpoint_to_load()
+        if source is not None:
+            self.load(source)
+            self.fitted = True
+            return self
+        return super().fit(train, val)  # type: ignore[return-value]
+
+    def _fit(self, train: list[Sample], val: list[Sample] | None) -> None:
+        seed_everything(self.seed)  # the initial weights depend on the seed only
+        model = self.build_model()
+        result = train_model(
+            model,
+            train,
+            val,
+            num_classes=self.num_classes,
+            config=self.train_config(),
+            seed=self.seed,
+            ignore_index=self.ignore_index,
+            device=self.device,
+            desc=self.name,
+        )
+        self.model, self.norm, self.train_result = model, result.norm, result
+        self.checkpoint_meta = {
+            "format": _FORMAT,
+            **self._identity(),
+            "norm_mean": list(result.norm.mean),
+            "norm_std": list(result.norm.std),
+            "best_val_miou": result.best_score,
+            "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run,
+            "stopped": result.stopped,
+            "train_s": result.seconds,
+            "torch": str(torch.__version__),  # TorchVersion would not pass weights_only loading
+            "device": str(self.device),
+        }
+        if self.artifacts_dir is not None:
+            self.save(Path(self.artifacts_dir) / CHECKPOINT_NAME)
+            _write_history(Path(self.artifacts_dir) / "history.csv", result.history)
+
+    # -- checkpoints ------------------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Save the fitted network and its metadata to ``path``; returns the path."""
+        if self.model is None or self.checkpoint_meta is None:
+            raise RuntimeError(f"{self.name}: nothing to save; call fit first")
+        save_checkpoint(Path(path), self.model, self.checkpoint_meta)
+        return Path(path)
+
+    def load(self, path: str | Path) -> "DeepMethod":
+        """Load weights saved by ``save`` (``weights_only=True``) and mark the method fitted.
+
+        Raises:
+            ValueError: The checkpoint belongs to another method, class count or architecture.
+        """
+        state, meta = load_checkpoint(path)
+        mine = self._identity()
+        if meta.get("method") != self.name or meta.get("num_classes") != self.num_classes:
+            raise ValueError(
+                f"{path}: checkpoint of {meta.get('method')!r} with {meta.get('num_classes')} classes cannot load into "
+                f"{self.name!r} with {self.num_classes} classes"
+            )
+        theirs = meta.get("architecture", {})
+        differ = {k: (theirs.get(k), v) for k, v in mine["architecture"].items() if theirs.get(k) != v}
+        if differ:
+            hint = ", ".join(f"{self.name}.{k}={t!r} (now {m!r})" for k, (t, m) in differ.items())
+            raise ValueError(f"{path}: the checkpoint's architecture differs; pass --opt {hint}")
+        if meta.get("work_size") != mine["work_size"]:
+            warnings.warn(
+                f"{path}: trained at work_size={meta.get('work_size')!r}, now predicting at {self.work_size!r}", stacklevel=2
+            )
+        seed_everything(self.seed)
+        model = self.build_model()
+        model.load_state_dict(state)
+        model.to(self.device)
+        if self.opts.channels_last and self.device.type == "cuda":
+            model.to(memory_format=torch.channels_last)
+        model.eval()
+        self.model = model
+        self.norm = Normalization(tuple(meta["norm_mean"]), tuple(meta["norm_std"]))  # type: ignore[arg-type]
+        self.checkpoint_meta = meta
+        self.train_result = None
+        self.fitted = True
+        return self
+
+    def _checkpoint_to_load(self) -> Path | None:
+        if self.opts.checkpoint:
+            return Path(self.opts.checkpoint)
+        if not self.opts.reuse_checkpoint or self.artifacts_dir is None:
+            return None
+        path = Path(self.artifacts_dir) / CHECKPOINT_NAME
+        if not path.is_file():
+            return None
+        try:
+            _, meta = load_checkpoint(path)
+        except Exception as exc:  # a damaged file is retrained over, not fatal
+            warnings.warn(f"{path}: cannot read ({exc}); training again", stacklevel=3)
+            return None
+        mine = self._identity()
+        if any(meta.get(k) != v for k, v in mine.items()):
+            warnings.warn(f"{path}: saved with other settings; training again", stacklevel=3)
+            return None
+        return path
+
+    # -- inference --------------------------------------------------------------------------------------
+
+    def predict_proba(self, image: np.ndarray, *, scale: float = 1.0) -> np.ndarray:
+        """``(H, W, 3) uint8`` -> ``(C, H, W) float32`` probabilities at the image's size.
+
+        Args:
+            image: The image at its original size.
+            scale: Run the network at ``scale`` times the working resolution (test-time augmentation);
+                probabilities are resized back to the image either way.
+        """
+        if scale == 1.0:
+            return super().predict_proba(image)
+        if scale <= 0:
+            raise ValueError(f"{self.name}: scale must be > 0, got {scale}")
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"{self.name}: expected an (H, W, 3) image, got shape {image.shape}")
+        h, w = image.shape[:2]
+        wh, ww = work_shape(h, w, self.work_size)
+        small = resize_image(image, (max(1, round(wh * scale)), max(1, round(ww * scale))))
+        return resize_proba(self._predict_proba(small), (h, w))
+
+    def _predict_proba(self, image: np.ndarray) -> np.ndarray:
+        if self.model is None or self.norm is None:
+            raise RuntimeError(f"{self.name}: not fitted; call fit (or load a checkpoint) first")
+        return predict_proba_tensor(
+            self.model, image, self.norm, device=self.device, amp=self.opts.amp, channels_last=self.opts.channels_last
+        )
+
+
+def _plain(value: Any) -> Any:
+    """Tuples to lists, recursively: a checkpoint's metadata compares equal to options after a round trip."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _write_history(path: Path, history: list[dict[str, float]]) -> None:
+    if not history:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
