@@ -185,6 +185,21 @@ def _timing_method(spec: str, size: tuple[int, int], *, device: str, amp: bool, 
     return method, dataset, "quick fit on synthetic"
 
 
+def _precision(method: Any) -> dict[str, Any]:
+    """Where and how a method runs: device, dtype, and whether AMP and channels-last are in effect."""
+    base = getattr(method, "base", method)
+    device = str(getattr(base, "device", "cpu"))
+    opts = getattr(base, "opts", None)
+    on_cuda = device.startswith("cuda")
+    amp = bool(getattr(opts, "amp", False)) and on_cuda  # the training loop autocasts on CUDA only
+    dtype = "float32"
+    if amp:
+        from segbench.methods.training import amp_dtype
+
+        dtype = str(amp_dtype(torch.device(device), True)).removeprefix("torch.")
+    return {"device": device, "dtype": dtype, "amp": amp, "channels_last": bool(getattr(opts, "channels_last", False)) and on_cuda}
+
+
 def method_latency_table(
     methods: Sequence[str],
     sizes: Sequence[tuple[int, int]],
@@ -210,9 +225,7 @@ def method_latency_table(
                 method, dataset, prepared = _timing_method(spec, size, device=device, amp=amp, seed=seed)
                 image = dataset[dataset.ids()[-1]].image
                 result = measure(lambda: method.predict(image), warmup=warmup, repeats=repeats,
-                                 device=str(getattr(getattr(method, "base", method), "device", device)),
-                                 image_size=head["image_size"], amp=amp,
-                                 channels_last=bool(getattr(getattr(method, "base", method), "channels_last", False)))
+                                 image_size=head["image_size"], **_precision(method))
                 rows.append({**head, "status": "ok", "error": "", "family": method.family, "prepared": prepared, **result.row()})
                 log(f"{spec:>24} {head['image_size']:>9}: p50 {rows[-1]['latency_ms_p50']:9.2f} ms")
             except Exception as exc:  # one method's failure must not lose the others' figures

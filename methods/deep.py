@@ -174,6 +174,17 @@ class DeepMethod(Method):
             self.save(Path(self.artifacts_dir) / CHECKPOINT_NAME)
             _write_history(Path(self.artifacts_dir) / "history.csv", result.history)
 
+    def prepare_untrained(self) -> bool:
+        """Random weights, for timing only (``segbench latency``): a network costs the same trained or not."""
+        seed_everything(self.seed)
+        model = self.build_model().to(self.device)
+        if self.opts.channels_last and self.device.type == "cuda":
+            model.to(memory_format=torch.channels_last)
+        self.model = model.eval()
+        self.norm = Normalization((128.0, 128.0, 128.0), (64.0, 64.0, 64.0))
+        self.fitted = True
+        return True
+
     # -- checkpoints ------------------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> Path:

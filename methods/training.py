@@ -229,7 +229,8 @@ def deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
             os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
 
 
-def _amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """The autocast dtype on CUDA (bfloat16 where supported, else float16); None: full float32."""
     if not enabled or device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -378,7 +379,7 @@ def predict_proba_tensor(
     """
     model.eval()
     x = _prepare(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None], norm, device, channels_last)
-    dtype = _amp_dtype(device, amp)
+    dtype = amp_dtype(device, amp)
     with torch.autocast(device_type=device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext():
         logits = model(x)
     return F.softmax(logits.float(), dim=1)[0].cpu().numpy().astype(np.float32, copy=False)
@@ -493,8 +494,8 @@ def train_model(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total_steps=total_steps, warmup_steps=warmup_steps, min_ratio=config.min_lr_ratio)
     )
-    amp_dtype = _amp_dtype(device, config.amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    autocast_dtype = amp_dtype(device, config.amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)
 
     best_score, best_epoch, best_state = -math.inf, 0, None
     history: list[dict[str, float]] = []
@@ -507,7 +508,7 @@ def train_model(
             for images, masks in _batches(data, crop=crop, config=config, gen=gen, fill=fill, ignore_index=ignore_index):
                 x = _prepare(images, norm, device, channels_last)
                 y = masks.to(device, non_blocking=True)
-                with torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext():
+                with torch.autocast(device_type=device.type, dtype=autocast_dtype) if autocast_dtype is not None else contextlib.nullcontext():
                     logits = model(x)
                 loss = criterion(logits.float(), y)
                 optimizer.zero_grad(set_to_none=True)
