@@ -108,7 +108,7 @@ class DenseCRF(Stage):
         tune_images: int = 12
 
     #: The tuning grid (weight 0 = no appearance kernel, i.e. the method alone plus light smoothing).
-    GRID = {"bilateral_weight": (0.0, 3.0, 6.0, 10.0), "bilateral_srgb": (8.0, 15.0, 25.0), "bilateral_sxy": (20.0, 50.0)}
+    GRID = {"bilateral_weight": (0.0, 5.0, 10.0, 20.0), "bilateral_srgb": (13.0, 25.0, 40.0), "bilateral_sxy": (30.0, 60.0)}
 
     def __init__(self, num_classes: int, *, seed: int = 0, **options: object) -> None:
         super().__init__(num_classes, seed=seed, **options)

@@ -275,7 +275,9 @@ class GrabCut(Method):
     training masks), as otsu reads its polarity; lesions that reach the image border are cut at the box.
 
     Options:
-        margin: Width of the sure-background frame, as a fraction of each side.
+        margin: Width of the sure-background frame, as a fraction of each side (used as is without ``tune``).
+        tune: Choose the margin from ``MARGIN_GRID`` by mean IoU on the validation split (else training).
+        tune_images: At most this many images are used for tuning.
         components: Gaussians per mixture.
         iterations: Refit-and-cut rounds.
         pairwise: Weight of the contrast-sensitive Potts term (GrabCut's gamma).
@@ -286,30 +288,43 @@ class GrabCut(Method):
     needs_training = False  # it reads the training masks' frame class only, and works without any
     binary_only = True
     default_work_size = 192
-    quick_options = {"iterations": 2}
+    quick_options = {"iterations": 2, "tune_images": 4}
 
     @dataclass
     class Options:
-        margin: float = 0.05
+        margin: float = 0.1
         components: int = 5
         iterations: int = 3
         pairwise: float = 10.0
         samples: int = 2000
+        tune: bool = True
+        tune_images: int = 12
+
+    MARGIN_GRID = (0.05, 0.1, 0.15, 0.2)
 
     def _fit(self, train: list[Sample], val: list[Sample] | None) -> None:
         if not 0 < self.opts.margin < 0.5:
             raise ValueError(f"grabcut: margin must be in (0, 0.5), got {self.opts.margin}")
         # Like otsu's polarity, the one thing read from the training labels: which class surrounds the object
         # (the class most frequent in the frame). PH2: skin (0) around a lesion; ISBI: cells (1) around membranes.
+        self.margin_ = self.opts.margin
         votes = np.zeros(2)
         for s in train:
             frame = self._frame(*s.mask.shape) & s.valid(self.ignore_index)
             votes += np.bincount(s.mask[frame].astype(np.int64), minlength=2)[:2]
         self.surround_ = int(np.argmax(votes)) if votes.any() else 0
+        held_out = (val or train)[: self.opts.tune_images]
+        if self.opts.tune and held_out:  # the margin, as otsu's channel: by mean IoU on held-out images
+            scores = []
+            for margin in self.MARGIN_GRID:
+                self.margin_ = margin
+                preds = [self._predict_proba(s.image).argmax(axis=0) for s in held_out]
+                scores.append(mean_image_iou(preds, held_out, 2, self.ignore_index))
+            self.margin_ = self.MARGIN_GRID[int(np.argmax(scores))]
 
     def _frame(self, h: int, w: int) -> np.ndarray:
         """``(h, w) bool``: the sure-background frame outside the box."""
-        mh, mw = max(1, round(self.opts.margin * h)), max(1, round(self.opts.margin * w))
+        mh, mw = max(1, round(self.margin_ * h)), max(1, round(self.margin_ * w))
         frame = np.ones((h, w), bool)
         frame[mh : h - mh, mw : w - mw] = False
         return frame
@@ -347,3 +362,6 @@ class GrabCut(Method):
         log_post = log_lik.copy()
         log_post[1, sure_bg] = -1e6
         return _cut_proba(labels.reshape(h, w), log_post.reshape(2, h, w))
+
+    def config(self) -> dict[str, object]:
+        return {**super().config(), "margin_used": getattr(self, "margin_", None), "surround_class": getattr(self, "surround_", None)}
