@@ -1,5 +1,6 @@
-"""Graph cuts: GMM colour unaries with a contrast-sensitive Potts prior, solved by max-flow (``graphcut``),
-and GrabCut's iterated colour models from a box (``grabcut``).
+"""Graph cuts: a learned per-pixel class model (random forest or colour GMMs) as unary with a
+contrast-sensitive Potts prior, solved by max-flow (``graphcut``), and GrabCut's iterated colour models from
+a box (``grabcut``).
 
 Energy (Boykov & Jolly 2001; Rother et al. 2004): ``E(L) = sum_p D_p(L_p) + sum_{p~q} w_pq [L_p != L_q]`` on
 the 8-connected grid, with ``w_pq = pairwise * exp(-beta |I_p - I_q|^2) / dist(p, q)`` and ``beta`` the
@@ -10,10 +11,9 @@ exactly by one s-t min cut (PyMaxflow, Boykov-Kolmogorov); more classes by alpha
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal
-
-import warnings
 
 import maxflow
 import numpy as np
@@ -198,6 +198,13 @@ class GraphCut(Method):
         relative: bool = True  # gmm: colour relative to the border mean
         unary: Literal["forest", "gmm"] = "forest"
         forest_trees: int = 60
+
+    def __init__(self, num_classes: int, **kwargs: object) -> None:
+        super().__init__(num_classes, **kwargs)
+        if self.opts.unary not in ("forest", "gmm"):
+            raise ValueError(f"graphcut: unary must be 'forest' or 'gmm', got {self.opts.unary!r}")
+        if self.opts.pairwise < 0:
+            raise ValueError(f"graphcut: pairwise must be >= 0, got {self.opts.pairwise}")
 
     def _fit(self, train: list[Sample], val: list[Sample] | None) -> None:
         if self.opts.unary == "forest":
