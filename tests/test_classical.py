@@ -64,6 +64,24 @@ def test_graph_cut_is_the_exact_minimum_on_a_tiny_grid():
     assert energy(alpha_expansion(unary, (p, q, w)).ravel()) == pytest.approx(best)
 
 
+def test_alpha_expansion_within_factor_two_of_the_optimum():
+    """Brute force over all 3^8 labellings of a 2x4 image: alpha-expansion's bound for Potts is 2x the optimum,
+    and it never does worse than the labelling it starts from (the unary argmin)."""
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 255, (2, 4, 3)).astype(np.uint8)
+    unary = rng.uniform(0, 3, (3, 2, 4))
+    p, q, w = contrast_weights(image, 2.0)
+    flat = unary.reshape(3, -1)
+
+    def energy(lab: np.ndarray) -> float:
+        return float(flat[lab, np.arange(8)].sum() + (w * (lab[p] != lab[q])).sum())
+
+    best = min(energy(np.array(np.unravel_index(i, (3,) * 8))) for i in range(3**8))
+    found = energy(alpha_expansion(unary, (p, q, w)).ravel())
+    assert best - 1e-9 <= found <= 2 * best
+    assert found <= energy(flat.argmin(0)) + 1e-9
+
+
 def test_alpha_expansion_three_classes():
     rng = np.random.default_rng(2)
     truth = np.zeros((30, 36), np.int64)
@@ -173,6 +191,20 @@ def test_multiclass(spec, tiny_multiclass):
         correct += (proba.argmax(0) == s.mask).sum()
         total += s.mask.size
     assert correct / total > 0.6
+
+
+def test_graphcut_probabilities_agree_with_the_cut():
+    """The probabilities mix the cut's one-hot map with the posterior: their argmax must be the cut itself."""
+    rng = np.random.default_rng(8)
+    samples = [Sample(f"b{i}", *blob_pair(rng, 48, 48)) for i in range(5)]
+    method = build_method("graphcut", 2, options={"graphcut": {"unary": "gmm", "tune": False, "pairwise": 30.0}})
+    method.fit(samples[:4])
+    image = np.clip(samples[4].image + rng.normal(0, 50, samples[4].image.shape), 0, 255).astype(np.uint8)  # speckled
+    log_post = method._log_post(image)
+    cut = alpha_expansion(-(log_post - log_post.max(0)), contrast_weights(image, 30.0))
+    proba = method.predict_proba(image)
+    np.testing.assert_array_equal(proba.argmax(0), cut)
+    assert (cut != log_post.argmax(0)).any()  # the pairwise term changed something, so the check has teeth
 
 
 def test_grabcut_is_binary_only(tiny_multiclass):
