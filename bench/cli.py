@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -92,6 +93,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         tile=args.tile,
         tile_overlap=args.tile_overlap,
     )
+    if args.no_progress:  # also the training bars inside methods (and on local Dask workers started after this)
+        os.environ["TQDM_DISABLE"] = "1"
     result = run(config, progress=not args.no_progress)
     write_report(out)
     print(brief_table(result.summary))
