@@ -131,9 +131,10 @@ def _cmd_latency(args: argparse.Namespace) -> int:
     out = Path(args.out or f"results/latency-{datetime.now():%Y%m%d-%H%M%S}")
     out.mkdir(parents=True, exist_ok=True)
     config = {"methods": methods, "sizes": args.sizes, "device": args.device, "amp": args.amp,
-              "warmup": args.warmup, "repeats": args.repeats}
+              "warmup": args.warmup, "repeats": args.repeats, "batch": args.batch}
     (out / "environment.json").write_text(json.dumps(environment(config), indent=1, default=str))
-    table = method_latency_table(methods, sizes, device=args.device, amp=args.amp, warmup=args.warmup, repeats=args.repeats)
+    table = method_latency_table(methods, sizes, device=args.device, amp=args.amp, warmup=args.warmup,
+                                 repeats=args.repeats, batch_size=args.batch)
     table.to_csv(out / "latency.csv", index=False)
     text = latency_markdown(table)
     (out / "latency.md").write_text(text)
@@ -209,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", action="store_true", help="mixed precision for deep methods on CUDA")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls first (default: 3)")
     p.add_argument("--repeats", type=int, default=10, help="timed calls (default: 10)")
+    p.add_argument("--batch", type=int, default=1,
+                   help="images per timed call: throughput of a batched forward pass for deep methods (default: 1)")
     p.add_argument("--out", default=None, help="folder for latency.csv (default: results/latency-<timestamp>)")
     p.set_defaults(func=_cmd_latency)
 
