@@ -162,8 +162,10 @@ def measure(
 
 
 def _timing_method(spec: str, size: tuple[int, int], *, device: str, amp: bool, seed: int) -> Any:
-    """A method ready to predict at ``size`` (W, H): untrained where it allows (deep models: random weights,
-    which cost the same), else fitted with its quick budget on a few synthetic images of that size."""
+    """A method ready to predict at ``size`` (W, H), with its default options (the architecture and model size
+    that are benchmarked): untrained where it allows (deep models: random weights, which cost the same), else
+    fitted on a few synthetic images of that size (a forest fitted on few pixels may be shallower, so cheaper,
+    than one fitted on a real training split)."""
     from segbench.datasets import build_dataset
     from segbench.methods import METHODS, build_method, split_spec
 
@@ -174,7 +176,7 @@ def _timing_method(spec: str, size: tuple[int, int], *, device: str, amp: bool, 
     if extra:
         options[base_name] = extra
     dataset = build_dataset("synthetic", options={"num_images": 8, "size": size, "seed": seed})
-    method = build_method(spec, dataset.num_classes, seed=seed, work_size=size, options=options, quick=True)
+    method = build_method(spec, dataset.num_classes, seed=seed, work_size=size, options=options)
     base = getattr(method, "base", method)
     if base.prepare_untrained():
         stages = getattr(method, "stages", [])
