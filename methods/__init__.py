@@ -13,7 +13,7 @@ from segbench.methods.base import (
 )
 
 # Importing a module registers what it defines (one module per method family).
-from segbench.methods import deeplab, pixel_classifier, segnet, threshold, tta, unet  # noqa: E402,F401
+from segbench.methods import deeplab, fcn, pixel_classifier, segnet, sliding_window, threshold, tta, unet  # noqa: E402,F401
 
 __all__ = [
     "METHODS",
