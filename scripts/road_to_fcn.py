@@ -85,15 +85,16 @@ def main() -> None:
         ax.imshow(shown)
         ax.set_title(title, fontsize=10)
 
-    show(axes[0, 0], f"PH2 {image_id}: image, true lesion (yellow)")
-    for ax, heat, title in ((axes[0, 1], loop, "sliding window (loop)"), (axes[0, 2], conv, "converted to convolutions (one pass)")):
+    show(axes[0, 0], f"PH2 {image_id}\nimage and true lesion (yellow)")
+    sw_dice = _dice(sliding.predict(sample.image) == 1, truth)
+    for ax, heat, title in ((axes[0, 1], loop, "sliding window, loop"), (axes[0, 2], conv, "converted net, one pass")):
         p = np.exp(heat[1]) / np.exp(heat).sum(0)  # softmax lesion probability per window
         im = ax.imshow(p, cmap="magma", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(f"{title}: P(lesion), {p.shape[0]}x{p.shape[1]} windows", fontsize=10)
+        ax.set_title(f"{title}\nP(lesion), {p.shape[0]}x{p.shape[1]} windows; mask Dice {sw_dice:.3f}", fontsize=10)
     axes[0, 2].set_xlabel(f"max |loop - converted| = {diff:.1e}", fontsize=9)
-    fig.colorbar(im, ax=axes[0, 1:], shrink=0.8, label="P(lesion) of the window's centre")
+    fig.colorbar(im, ax=axes[0, 2], fraction=0.035, pad=0.03)
     for ax, name in zip(axes[1], FCNS):
-        show(ax, f"{name.upper().replace('S', 's')}: Dice {_dice(masks[name], truth):.3f}", masks[name])
+        show(ax, f"{name.upper().replace('S', 's')}\nDice {_dice(masks[name], truth):.3f}", masks[name])
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
