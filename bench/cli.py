@@ -41,6 +41,16 @@ def parse_options(items: list[str] | None, what: str) -> dict[str, dict[str, Any
     return out
 
 
+#: Pipelines the default suite runs beside every registered method: the classical and deep halves' CRF variants.
+DEFAULT_PIPELINES = ("slic+crf", "deeplab+crf")
+
+
+def default_methods() -> list[str]:
+    """What ``--methods`` means when not given: every registered method, then ``DEFAULT_PIPELINES``."""
+    names = METHODS.names()
+    return names + [spec for spec in DEFAULT_PIPELINES if split_spec(spec)[0] in names]
+
+
 def _describe(cls: type) -> str:
     return cls.description or (cls.__doc__ or "").strip().splitlines()[0]
 
@@ -73,7 +83,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = RunConfig(
         out=out,
         datasets=_csv(args.datasets),
-        methods=_csv(args.methods) if args.methods else METHODS.names(),
+        methods=_csv(args.methods) if args.methods else default_methods(),
         seeds=[int(s) for s in _csv(args.seeds)],
         data_dir=args.data_dir,
         split_file=args.split_file,
@@ -125,7 +135,7 @@ def _cmd_latency(args: argparse.Namespace) -> int:
 
         if not torch.cuda.is_available():
             raise ValueError(f"--device {args.device}: CUDA is not available here; use --device cpu")
-    methods = _csv(args.methods) if args.methods else METHODS.names()
+    methods = _csv(args.methods) if args.methods else default_methods()
     for spec in methods:
         split_spec(spec)  # unknown names fail here, listing the known ones, before any timing
     out = Path(args.out or f"results/latency-{datetime.now():%Y%m%d-%H%M%S}")
@@ -175,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="fit and score methods on datasets; write a run folder")
     p.add_argument("--datasets", default="synthetic", help="comma-separated names, or NAME:PATH (default: synthetic)")
-    p.add_argument("--methods", default=None, help="comma-separated specs such as otsu,slic+crf (default: every method)")
+    p.add_argument("--methods", default=None, help="comma-separated specs such as otsu,slic+crf (default: every method, plus slic+crf and deeplab+crf)")
     p.add_argument("--seeds", default="0", help="comma-separated method seeds (default: 0)")
     p.add_argument("--data-dir", default=None, help="folder holding the datasets (default: $SEGBENCH_DATA_DIR)")
     p.add_argument("--split-file", default=None, help="CSV with columns image_id,split that overrides the split")
