@@ -43,6 +43,7 @@ from segbench.methods.training import (
     TrainResult,
     load_checkpoint,
     pick_device,
+    predict_proba_batch,
     predict_proba_tensor,
     save_checkpoint,
     seed_everything,
@@ -84,6 +85,8 @@ class DeepMethod(Method):
     #: 128 px on the longer side (128x96 for PH2): what trains in minutes on a 2-core CPU; ``--size`` changes it.
     default_work_size: ClassVar[WorkSize] = 128
     Options: ClassVar[type] = DeepOptions
+    #: Other methods whose checkpoints hold the same network (``checkpoint=PATH`` loads theirs too).
+    loads_checkpoints_of: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -145,17 +148,7 @@ class DeepMethod(Method):
     def _fit(self, train: list[Sample], val: list[Sample] | None) -> None:
         seed_everything(self.seed)  # the initial weights depend on the seed only
         model = self.build_model()
-        result = train_model(
-            model,
-            train,
-            val,
-            num_classes=self.num_classes,
-            config=self.train_config(),
-            seed=self.seed,
-            ignore_index=self.ignore_index,
-            device=self.device,
-            desc=self.name,
-        )
+        result = self._train(model, train, val)
         self.model, self.norm, self.train_result = model, result.norm, result
         self.checkpoint_meta = {
             "format": _FORMAT,
@@ -173,6 +166,20 @@ class DeepMethod(Method):
         if self.artifacts_dir is not None:
             self.save(Path(self.artifacts_dir) / CHECKPOINT_NAME)
             _write_history(Path(self.artifacts_dir) / "history.csv", result.history)
+
+    def _train(self, model: nn.Module, train: list[Sample], val: list[Sample] | None) -> TrainResult:
+        """Train ``model`` in place; the shared image-level loop unless a method needs another (patch classifiers)."""
+        return train_model(
+            model,
+            train,
+            val,
+            num_classes=self.num_classes,
+            config=self.train_config(),
+            seed=self.seed,
+            ignore_index=self.ignore_index,
+            device=self.device,
+            desc=self.name,
+        )
 
     def prepare_untrained(self) -> bool:
         """Random weights, for timing only (``segbench latency``): a network costs the same trained or not."""
@@ -202,7 +209,7 @@ class DeepMethod(Method):
         """
         state, meta = load_checkpoint(path)
         mine = self._identity()
-        if meta.get("method") != self.name or meta.get("num_classes") != self.num_classes:
+        if meta.get("method") not in (self.name, *self.loads_checkpoints_of) or meta.get("num_classes") != self.num_classes:
             raise ValueError(
                 f"{path}: checkpoint of {meta.get('method')!r} with {meta.get('num_classes')} classes cannot load into "
                 f"{self.name!r} with {self.num_classes} classes"
@@ -269,6 +276,15 @@ class DeepMethod(Method):
         wh, ww = work_shape(h, w, self.work_size)
         small = resize_image(image, (max(1, round(wh * scale)), max(1, round(ww * scale))))
         return resize_proba(self._predict_proba(small), (h, w))
+
+    def predict_proba_batch(self, images: np.ndarray) -> np.ndarray:
+        """``(N, h, w, 3) uint8`` images already at the working resolution -> ``(N, C, h, w)`` in one forward
+        pass: the batched throughput path of ``segbench latency --batch`` (``predict_proba`` is batch size 1)."""
+        if self.model is None or self.norm is None:
+            raise RuntimeError(f"{self.name}: not fitted; call fit (or load a checkpoint) first")
+        return predict_proba_batch(
+            self.model, images, self.norm, device=self.device, amp=self.opts.amp, channels_last=self.opts.channels_last
+        )
 
     def _predict_proba(self, image: np.ndarray) -> np.ndarray:
         if self.model is None or self.norm is None:
