@@ -1,0 +1,38 @@
+"""Print a run's headline table in markdown (the README's results tables come from here, not by hand).
+
+    python scripts/results_table.py results/reference/ph2/summary.csv [--class lesion]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+
+
+def results_table(summary: pd.DataFrame, scored_class: str | None) -> str:
+    ok = summary[summary["status"] == "ok"].copy()
+    if scored_class:  # a binary task: the foreground class's scores
+        cols = {f"dataset_dice_{scored_class}": "Dice (dataset)", f"per_image_dice_{scored_class}": "Dice (per image)",
+                f"dataset_iou_{scored_class}": "IoU (dataset)", f"per_image_iou_{scored_class}": "IoU (per image)"}
+    else:  # multi-class: means over classes
+        cols = {"dataset_mean_iou": "mIoU (dataset)", "per_image_mean_iou": "mIoU (per image)",
+                "dataset_pixel_accuracy": "pixel acc.", "dataset_mean_pixel_accuracy": "mean pixel acc."}
+    cols |= {"train_s": "train s", "latency_ms_p50": "latency p50 ms"}
+    first = list(cols)[0]
+    ok = ok.sort_values(["family", first], ascending=[True, False])
+    table = ok[["method", "family", *cols]].rename(columns=cols)
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + " --- |" * len(table.columns)]
+    for row in table.itertuples(index=False):
+        cells = [f"`{row[0]}`", row[1]]
+        cells += [f"{v:.3f}" for v in row[2:6]] + [f"{row[6]:.0f}", f"{row[7]:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("summary")
+    parser.add_argument("--class", dest="scored_class", default=None, help="foreground class of a binary task")
+    args = parser.parse_args()
+    print(results_table(pd.read_csv(args.summary), args.scored_class))
