@@ -192,7 +192,9 @@ class SlidingWindowMethod(DeepMethod):
     training image each epoch (balanced sampling: small classes are not drowned out), with random flips and
     90-degree rotations. Training has its own small loop (same AdamW, warm-up + cosine schedule, gradient
     clipping, seeding and validation-based model selection as the shared one): the shared loop trains
-    image-to-mask networks with a per-pixel loss, while this network maps a patch to one label.
+    image-to-mask networks with a per-pixel loss, while this network maps a patch to one label. The shared
+    loop's image-level options (``loss``, ``crop``, ``scale_range``, ``color_jitter``) and ``amp`` /
+    ``channels_last`` do not apply: training and inference run in float32.
     """
 
     description = "CNN patch classifier (dense head) slid over the image; heatmap upsampled to a mask"
