@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +41,16 @@ def parse_options(items: list[str] | None, what: str) -> dict[str, dict[str, Any
     return out
 
 
+#: Pipelines the default suite runs beside every registered method: the classical and deep halves' CRF variants.
+DEFAULT_PIPELINES = ("slic+crf", "deeplab+crf")
+
+
+def default_methods() -> list[str]:
+    """What ``--methods`` means when not given: every registered method, then ``DEFAULT_PIPELINES``."""
+    names = METHODS.names()
+    return names + [spec for spec in DEFAULT_PIPELINES if split_spec(spec)[0] in names]
+
+
 def _describe(cls: type) -> str:
     return cls.description or (cls.__doc__ or "").strip().splitlines()[0]
 
@@ -72,7 +83,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = RunConfig(
         out=out,
         datasets=_csv(args.datasets),
-        methods=_csv(args.methods) if args.methods else METHODS.names(),
+        methods=_csv(args.methods) if args.methods else default_methods(),
         seeds=[int(s) for s in _csv(args.seeds)],
         data_dir=args.data_dir,
         split_file=args.split_file,
@@ -92,6 +103,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         tile=args.tile,
         tile_overlap=args.tile_overlap,
     )
+    if args.no_progress:  # also the training bars inside methods (and on local Dask workers started after this)
+        os.environ["TQDM_DISABLE"] = "1"
     result = run(config, progress=not args.no_progress)
     write_report(out)
     print(brief_table(result.summary))
@@ -122,15 +135,16 @@ def _cmd_latency(args: argparse.Namespace) -> int:
 
         if not torch.cuda.is_available():
             raise ValueError(f"--device {args.device}: CUDA is not available here; use --device cpu")
-    methods = _csv(args.methods) if args.methods else METHODS.names()
+    methods = _csv(args.methods) if args.methods else default_methods()
     for spec in methods:
         split_spec(spec)  # unknown names fail here, listing the known ones, before any timing
     out = Path(args.out or f"results/latency-{datetime.now():%Y%m%d-%H%M%S}")
     out.mkdir(parents=True, exist_ok=True)
     config = {"methods": methods, "sizes": args.sizes, "device": args.device, "amp": args.amp,
-              "warmup": args.warmup, "repeats": args.repeats}
+              "warmup": args.warmup, "repeats": args.repeats, "batch": args.batch}
     (out / "environment.json").write_text(json.dumps(environment(config), indent=1, default=str))
-    table = method_latency_table(methods, sizes, device=args.device, amp=args.amp, warmup=args.warmup, repeats=args.repeats)
+    table = method_latency_table(methods, sizes, device=args.device, amp=args.amp, warmup=args.warmup,
+                                 repeats=args.repeats, batch_size=args.batch)
     table.to_csv(out / "latency.csv", index=False)
     text = latency_markdown(table)
     (out / "latency.md").write_text(text)
@@ -171,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="fit and score methods on datasets; write a run folder")
     p.add_argument("--datasets", default="synthetic", help="comma-separated names, or NAME:PATH (default: synthetic)")
-    p.add_argument("--methods", default=None, help="comma-separated specs such as otsu,slic+crf (default: every method)")
+    p.add_argument("--methods", default=None, help="comma-separated specs such as otsu,slic+crf (default: every method, plus slic+crf and deeplab+crf)")
     p.add_argument("--seeds", default="0", help="comma-separated method seeds (default: 0)")
     p.add_argument("--data-dir", default=None, help="folder holding the datasets (default: $SEGBENCH_DATA_DIR)")
     p.add_argument("--split-file", default=None, help="CSV with columns image_id,split that overrides the split")
@@ -206,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", action="store_true", help="mixed precision for deep methods on CUDA")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls first (default: 3)")
     p.add_argument("--repeats", type=int, default=10, help="timed calls (default: 10)")
+    p.add_argument("--batch", type=int, default=1,
+                   help="images per timed call: throughput of a batched forward pass for deep methods (default: 1)")
     p.add_argument("--out", default=None, help="folder for latency.csv (default: results/latency-<timestamp>)")
     p.set_defaults(func=_cmd_latency)
 

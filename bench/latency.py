@@ -162,8 +162,10 @@ def measure(
 
 
 def _timing_method(spec: str, size: tuple[int, int], *, device: str, amp: bool, seed: int) -> Any:
-    """A method ready to predict at ``size`` (W, H): untrained where it allows (deep models: random weights,
-    which cost the same), else fitted with its quick budget on a few synthetic images of that size."""
+    """A method ready to predict at ``size`` (W, H), with its default options (the architecture and model size
+    that are benchmarked): untrained where it allows (deep models: random weights, which cost the same), else
+    fitted on a few synthetic images of that size (a forest fitted on few pixels may be shallower, so cheaper,
+    than one fitted on a real training split)."""
     from segbench.datasets import build_dataset
     from segbench.methods import METHODS, build_method, split_spec
 
@@ -174,7 +176,7 @@ def _timing_method(spec: str, size: tuple[int, int], *, device: str, amp: bool, 
     if extra:
         options[base_name] = extra
     dataset = build_dataset("synthetic", options={"num_images": 8, "size": size, "seed": seed})
-    method = build_method(spec, dataset.num_classes, seed=seed, work_size=size, options=options, quick=True)
+    method = build_method(spec, dataset.num_classes, seed=seed, work_size=size, options=options)
     base = getattr(method, "base", method)
     if base.prepare_untrained():
         stages = getattr(method, "stages", [])
@@ -200,6 +202,18 @@ def _precision(method: Any) -> dict[str, Any]:
     return {"device": device, "dtype": dtype, "amp": amp, "channels_last": bool(getattr(opts, "channels_last", False)) and on_cuda}
 
 
+def _batched_call(method: Any, image: Any, batch_size: int) -> tuple[Callable[[], Any], str]:
+    """The call to time for ``batch_size`` images, and how it batches (see ``method_latency_table``)."""
+    if batch_size == 1:
+        return (lambda: method.predict(image)), "none"
+    if hasattr(method, "predict_proba_batch"):  # a bare deep method (a Pipeline has no batched path)
+        import numpy as np
+
+        batch = np.repeat(image[None], batch_size, axis=0)
+        return (lambda: method.predict_proba_batch(batch)), "network"
+    return (lambda: [method.predict(image) for _ in range(batch_size)]), "sequential"
+
+
 def method_latency_table(
     methods: Sequence[str],
     sizes: Sequence[tuple[int, int]],
@@ -208,13 +222,19 @@ def method_latency_table(
     amp: bool = False,
     warmup: int = 3,
     repeats: int = 10,
+    batch_size: int = 1,
     seed: int = 0,
     log: Callable[[str], None] = print,
 ) -> Any:
     """Latency of each method's ``predict`` at each input size (W, H), working at that size.
 
+    With ``batch_size > 1`` a call handles that many images: a deep method without stages runs its network
+    once on the batch (``batching="network"``: throughput, probabilities only); anything else predicts the
+    images one after another (``batching="sequential"``), so its images per second stay comparable.
     A method that fails is recorded with its error; the others still run.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     import pandas as pd
 
     rows = []
@@ -224,9 +244,11 @@ def method_latency_table(
             try:
                 method, dataset, prepared = _timing_method(spec, size, device=device, amp=amp, seed=seed)
                 image = dataset[dataset.ids()[-1]].image
-                result = measure(lambda: method.predict(image), warmup=warmup, repeats=repeats,
+                call, batching = _batched_call(method, image, batch_size)
+                result = measure(call, warmup=warmup, repeats=repeats, batch_size=batch_size,
                                  image_size=head["image_size"], **_precision(method))
-                rows.append({**head, "status": "ok", "error": "", "family": method.family, "prepared": prepared, **result.row()})
+                rows.append({**head, "status": "ok", "error": "", "family": method.family, "prepared": prepared,
+                             "batching": batching, **result.row()})
                 log(f"{spec:>24} {head['image_size']:>9}: p50 {rows[-1]['latency_ms_p50']:9.2f} ms")
             except Exception as exc:  # one method's failure must not lose the others' figures
                 rows.append({**head, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})

@@ -127,6 +127,10 @@ def latency_markdown(table: pd.DataFrame) -> str:
         wide.columns = [f"{c} ms p50 (p95)" for c in wide.columns]
         for c in mem.columns:
             wide[f"{c} peak MB"] = [f"{v:.0f}" for v in mem[c]]
+        if (ok["batch_size"] > 1).any():  # throughput is the point of a batch
+            ips = ok.pivot(index="method", columns="image_size", values="images_per_s").reindex(index=methods, columns=sizes)
+            for c in ips.columns:
+                wide[f"{c} img/s"] = [f"{v:.1f}" for v in ips[c]]
         first = ok.iloc[0]
         lines += [
             f"Device: {first['device_name']} ({first['device']}), {int(first['threads'])} threads, batch {int(first['batch_size'])}, "

@@ -13,7 +13,20 @@ from segbench.methods.base import (
 )
 
 # Importing a module registers what it defines (one module per method family).
-from segbench.methods import deeplab, fcn, pixel_classifier, segnet, sliding_window, threshold, tta, unet  # noqa: E402,F401
+from segbench.methods import (  # noqa: E402,F401
+    crf,
+    deeplab,
+    fcn,
+    graphcut,
+    morph,
+    pixel_classifier,
+    segnet,
+    sliding_window,
+    slic,
+    threshold,
+    tta,
+    unet,
+)
 
 __all__ = [
     "METHODS",

@@ -43,6 +43,7 @@ from segbench.methods.training import (
     TrainResult,
     load_checkpoint,
     pick_device,
+    predict_proba_batch,
     predict_proba_tensor,
     save_checkpoint,
     seed_everything,
@@ -275,6 +276,15 @@ class DeepMethod(Method):
         wh, ww = work_shape(h, w, self.work_size)
         small = resize_image(image, (max(1, round(wh * scale)), max(1, round(ww * scale))))
         return resize_proba(self._predict_proba(small), (h, w))
+
+    def predict_proba_batch(self, images: np.ndarray) -> np.ndarray:
+        """``(N, h, w, 3) uint8`` images already at the working resolution -> ``(N, C, h, w)`` in one forward
+        pass: the batched throughput path of ``segbench latency --batch`` (``predict_proba`` is batch size 1)."""
+        if self.model is None or self.norm is None:
+            raise RuntimeError(f"{self.name}: not fitted; call fit (or load a checkpoint) first")
+        return predict_proba_batch(
+            self.model, images, self.norm, device=self.device, amp=self.opts.amp, channels_last=self.opts.channels_last
+        )
 
     def _predict_proba(self, image: np.ndarray) -> np.ndarray:
         if self.model is None or self.norm is None:

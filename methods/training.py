@@ -377,12 +377,26 @@ def predict_proba_tensor(
     Returns:
         ``(C, H, W) float32``, summing to 1 over classes.
     """
+    return predict_proba_batch(model, image[None], norm, device=device, amp=amp, channels_last=channels_last)[0]
+
+
+@torch.inference_mode()
+def predict_proba_batch(
+    model: nn.Module,
+    images: np.ndarray,
+    norm: Normalization,
+    *,
+    device: torch.device,
+    amp: bool = True,
+    channels_last: bool = True,
+) -> np.ndarray:
+    """``(N, H, W, 3) uint8`` -> ``(N, C, H, W) float32`` softmax probabilities in one forward pass."""
     model.eval()
-    x = _prepare(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None], norm, device, channels_last)
+    x = _prepare(torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))), norm, device, channels_last)
     dtype = amp_dtype(device, amp)
     with torch.autocast(device_type=device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext():
         logits = model(x)
-    return F.softmax(logits.float(), dim=1)[0].cpu().numpy().astype(np.float32, copy=False)
+    return F.softmax(logits.float(), dim=1).cpu().numpy().astype(np.float32, copy=False)
 
 
 def evaluate_model(

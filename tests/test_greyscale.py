@@ -40,7 +40,7 @@ def test_method_runs_on_real_isbi(spec):
     ds = build_dataset("isbi2012")
     ids = ds.ids()
     method = build_method(spec, ds.num_classes, quick=True, work_size=128)  # small: a check, not a benchmark
-    method.fit(ds.subset(ids[:3]))
+    method.fit(ds.subset(ids[:10]))
     s = ds[ids[-1]]
     labels = method.predict(s.image[..., 0])
     assert labels.shape == (512, 512)

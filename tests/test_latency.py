@@ -81,3 +81,26 @@ def test_method_latency_table_and_cli(tmp_path, capsys):
     assert main(["latency", "--methods", "nope", "--out", str(tmp_path / "x")]) == 2
     assert "unknown method 'nope'" in capsys.readouterr().err
     assert main(["latency", "--methods", "otsu", "--sizes", "256", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_batched_throughput_runs_the_network_once_per_batch(monkeypatch):
+    from segbench.methods import build_method
+    from segbench.methods.unet import UNetMethod
+
+    method = build_method("unet", 2, quick=True, work_size=(32, 24))
+    assert method.prepare_untrained()
+    image = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    single = method.predict_proba(image)
+    batch = method.predict_proba_batch(np.stack([image, image[::-1]]))
+    assert batch.shape == (2, 2, 24, 32)
+    np.testing.assert_allclose(batch[0], single, atol=1e-5)  # the batch path is the same network, same input
+    calls = []
+    original = UNetMethod.predict_proba_batch
+    monkeypatch.setattr(UNetMethod, "predict_proba_batch", lambda self, x: calls.append(len(x)) or original(self, x))
+    table = method_latency_table(["unet", "otsu"], [(48, 40)], repeats=2, warmup=1, batch_size=4, log=lambda s: None)
+    assert set(table["status"]) == {"ok"}, table["error"].tolist()
+    assert calls == [4] * 3  # one forward pass of 4 images per call: 1 warm-up + 2 timed
+    assert list(table["batching"]) == ["network", "sequential"] and (table["batch_size"] == 4).all()
+    np.testing.assert_allclose(table["images_per_s"], 4e3 / table["latency_ms_p50"])
+    with pytest.raises(ValueError, match="batch_size"):
+        method_latency_table(["otsu"], [(32, 24)], batch_size=0)
