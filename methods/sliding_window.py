@@ -192,7 +192,9 @@ class SlidingWindowMethod(DeepMethod):
     training image each epoch (balanced sampling: small classes are not drowned out), with random flips and
     90-degree rotations. Training has its own small loop (same AdamW, warm-up + cosine schedule, gradient
     clipping, seeding and validation-based model selection as the shared one): the shared loop trains
-    image-to-mask networks with a per-pixel loss, while this network maps a patch to one label.
+    image-to-mask networks with a per-pixel loss, while this network maps a patch to one label. The shared
+    loop's image-level options (``loss``, ``crop``, ``scale_range``, ``color_jitter``) and ``amp`` /
+    ``channels_last`` do not apply: training and inference run in float32.
     """
 
     description = "CNN patch classifier (dense head) slid over the image; heatmap upsampled to a mask"
@@ -205,6 +207,8 @@ class SlidingWindowMethod(DeepMethod):
     class Options(DeepOptions):
         epochs: int = 20
         batch_size: int = 64  # patches, not images
+        amp: bool = False  # float32 always (see above); off, so that records say what runs
+        channels_last: bool = False
         lr: float = 1e-3
         warmup_epochs: float = 1.0
         patience: int | None = 8
@@ -251,14 +255,15 @@ class SlidingWindowMethod(DeepMethod):
         """
         image = to_rgb(image)
         small = resize_image(image, work_shape(*image.shape[:2], self.work_size))
-        return self._scores(small, self.one_pass if one_pass is None else one_pass)[0].cpu().numpy()
+        return self._scores(small[None], self.one_pass if one_pass is None else one_pass)[0].cpu().numpy()
 
     @torch.inference_mode()
-    def _scores(self, image: np.ndarray, one_pass: bool) -> Tensor:
+    def _scores(self, images: np.ndarray, one_pass: bool) -> Tensor:
+        """``(N, h, w, 3) uint8`` -> ``(N, C, gh, gw)`` window scores (the loop classifies N windows per call)."""
         if self.model is None or self.norm is None:
             raise RuntimeError(f"{self.name}: not fitted; call fit (or load a checkpoint) first")
         self.model.eval()
-        x = self.norm.apply(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].float().to(self.device))
+        x = self.norm.apply(torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).float().to(self.device))
         window, stride = self.opts.window, self.opts.stride
         padded, (gh, gw) = _pad_for_windows(x, window, stride)
         if one_pass:
@@ -266,7 +271,7 @@ class SlidingWindowMethod(DeepMethod):
                 self._conv = (self.model, dense_to_conv(self.model))
             step = stride // PatchClassifier.stride
             return self._conv[1](padded)[..., ::step, ::step][..., :gh, :gw].float()
-        scores = torch.empty(1, self.num_classes, gh, gw, device=self.device)
+        scores = torch.empty(len(images), self.num_classes, gh, gw, device=self.device)
         for i in range(gh):  # the textbook loop: one classifier call per window
             for j in range(gw):
                 scores[..., i, j] = self.model.classify(padded[..., i * stride : i * stride + window, j * stride : j * stride + window])
@@ -274,8 +279,14 @@ class SlidingWindowMethod(DeepMethod):
 
     def _predict_proba(self, image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
-        proba = _upsample_grid(F.softmax(self._scores(image, self.one_pass), dim=1), self.opts.stride, (h, w))
+        proba = _upsample_grid(F.softmax(self._scores(image[None], self.one_pass), dim=1), self.opts.stride, (h, w))
         return proba[0].cpu().numpy().astype(np.float32, copy=False)
+
+    def predict_proba_batch(self, images: np.ndarray) -> np.ndarray:
+        """``(N, h, w, 3) uint8`` at the working resolution -> ``(N, C, h, w)``: this method's own way in one
+        call (``segbench latency --batch``): the loop classifies N windows per call, the one-pass network N images."""
+        proba = F.softmax(self._scores(images, self.one_pass), dim=1)
+        return _upsample_grid(proba, self.opts.stride, images.shape[1:3]).cpu().numpy().astype(np.float32, copy=False)
 
     # -- training ---------------------------------------------------------------------------------------
 
@@ -284,7 +295,7 @@ class SlidingWindowMethod(DeepMethod):
         meter = ConfusionMatrix(self.num_classes, ignore_index=self.ignore_index)
         for s in samples:  # the one-pass network: the same scores as the loop, many times faster
             with torch.inference_mode():
-                proba = F.softmax(self._scores(s.image, True), dim=1)
+                proba = F.softmax(self._scores(s.image[None], True), dim=1)
             labels = _upsample_grid(proba, self.opts.stride, s.mask.shape)[0].argmax(0)
             meter.update(s.mask, labels.cpu().numpy(), ignore_mask=s.ignore)
         return float(meter.compute()["dataset"]["mean_iou"])

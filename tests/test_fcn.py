@@ -164,3 +164,14 @@ def test_short_training_beats_the_untrained_fcn(lesions):
     before = evaluate_model(untrained, val, method.norm, num_classes=2, device=torch.device("cpu"))
     after = evaluate_model(method.model, val, method.norm, num_classes=2, device=torch.device("cpu"))
     assert after > 0.6 and after > before + 0.15, (before, after)
+
+
+@pytest.mark.parametrize("name", ["sliding-window", "sliding-window-conv"])
+def test_batched_prediction_equals_one_by_one(name):
+    method = _method(name)
+    assert method.prepare_untrained()
+    images = np.stack([_image(0, (40, 52)), _image(1, (40, 52))])
+    batched = method.predict_proba_batch(images)
+    assert batched.shape == (2, 2, 40, 52)
+    for image, proba in zip(images, batched):
+        np.testing.assert_allclose(proba, method.predict_proba(image), atol=TOL)
