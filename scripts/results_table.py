@@ -1,6 +1,6 @@
 """Print a run's headline table in markdown (the README's results tables come from here, not by hand).
 
-    python scripts/results_table.py results/reference/ph2/summary.csv [--class lesion]
+    python scripts/results_table.py results/reference/ph2/summary.csv [--dataset ph2] [--class lesion]
 """
 
 from __future__ import annotations
@@ -33,6 +33,12 @@ def results_table(summary: pd.DataFrame, scored_class: str | None) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("summary")
+    parser.add_argument("--dataset", default=None, help="the dataset to tabulate (needed when the run has several)")
     parser.add_argument("--class", dest="scored_class", default=None, help="foreground class of a binary task")
     args = parser.parse_args()
-    print(results_table(pd.read_csv(args.summary), args.scored_class))
+    summary = pd.read_csv(args.summary)
+    if args.dataset:
+        summary = summary[summary["dataset"] == args.dataset]
+    elif summary["dataset"].nunique() > 1:
+        parser.error(f"{args.summary} has datasets {sorted(summary['dataset'].unique())}: choose one with --dataset")
+    print(results_table(summary, args.scored_class))
