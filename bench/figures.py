@@ -30,6 +30,7 @@ __all__ = [
     "per_image_figure",
     "qualitative_figure",
     "scores_figure",
+    "spread_labels",
 ]
 
 _DPI = 110
@@ -150,7 +151,9 @@ def accuracy_latency_figure(points: Mapping[str, pd.DataFrame], labels: Mapping[
     _, sns = _pyplot()
     from matplotlib.ticker import FuncFormatter
 
-    fig, axes = _panels(len(points), 4.8, 3.8)
+    most = max((len(d) for d in points.values()), default=0)
+    fig, axes = _panels(len(points), 4.8 + 0.05 * most, 3.8 + 0.08 * most)  # room for many labels
+    panel_names = []
     for ax, (ds, d) in zip(axes, points.items()):
         d = d.reset_index(drop=True)
         # Colour by family and name each point: a legend of many method colours is hard to match by eye.
@@ -163,8 +166,8 @@ def accuracy_latency_figure(points: Mapping[str, pd.DataFrame], labels: Mapping[
             ax.step(f["latency_ms_p50"], f["dice_dataset"], where="post", color="0.25", ls="--", lw=1, zorder=1)
             ax.scatter(f["latency_ms_p50"], f["dice_dataset"], s=160, facecolors="none", edgecolors="0.25", lw=1,
                        label="Pareto front", zorder=4)
-        for r in d.itertuples():
-            ax.annotate(r.method, (r.latency_ms_p50, r.dice_dataset), xytext=(5, 5), textcoords="offset points", fontsize=7)
+        names = [ax.annotate(r.method, (r.latency_ms_p50, r.dice_dataset), xytext=(8, -3), textcoords="offset points",
+                             fontsize=7, zorder=5) for r in d.itertuples()]
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         # Label the 2x and 5x minor ticks too: latencies often span less than a decade.
@@ -173,8 +176,63 @@ def accuracy_latency_figure(points: Mapping[str, pd.DataFrame], labels: Mapping[
         ax.margins(x=0.15, y=0.1)
         ax.set(title=ds, xlabel="median latency per image, ms (log scale)", ylabel=f"Dice {labels[ds]} (dataset-level, 95% CI)")
         ax.legend(fontsize=6, loc="best")
+        panel_names.append(names)
     fig.tight_layout()
+    for names in panel_names:  # after the layout: label sizes and point positions are final in pixels
+        _unstack_labels(fig, names)
     return fig
+
+
+def spread_labels(x: Sequence[float], y: Sequence[float], width: Sequence[float], height: Sequence[float],
+                  *, obstacles: Sequence[tuple[float, float, float, float]] = (), pad: float = 1.0,
+                  step: float = 1.0, max_shift: float = 400.0) -> np.ndarray:
+    """New bottoms for label boxes (left ``x``, bottom ``y``), moved vertically so that none overlap.
+
+    Greedy, top label first: each label takes the position nearest its own (tried ``step`` apart, up and
+    down in turn) where its box, grown by ``pad``, touches no label placed before it and no ``obstacles``
+    box ``(x0, y0, x1, y1)`` (the plotted markers). A label with no free place within ``max_shift`` keeps
+    its own. Units are the caller's (pixels).
+
+    Example:
+        >>> spread_labels([0, 0], [0, 2], [10, 10], [4, 4], pad=0).tolist()
+        [-2.0, 2.0]
+    """
+    x, w, h = (np.asarray(v, float) for v in (x, width, height))
+    y = np.asarray(y, float)
+    taken = [tuple(map(float, b)) for b in obstacles]
+    out = y.copy()
+
+    def free(x0: float, y0: float, x1: float, y1: float) -> bool:
+        return all(x0 >= bx1 or bx0 >= x1 or y0 >= by1 + pad or by0 >= y1 + pad for bx0, by0, bx1, by1 in taken)
+
+    for i in sorted(range(len(y)), key=lambda i: (-y[i], i)):
+        shifts = (k * step * sign for k in range(int(max_shift / step) + 1) for sign in ((1,) if k == 0 else (1, -1)))
+        out[i] = next((y[i] + d for d in shifts if free(x[i], y[i] + d, x[i] + w[i], y[i] + d + h[i])), y[i])
+        taken.append((x[i], out[i], x[i] + w[i], out[i] + h[i]))
+    return out
+
+
+def _unstack_labels(fig: Figure, names: Sequence) -> None:
+    """Move point labels off each other and off the markers; tie a moved label to its point with a thin line."""
+    if len(names) < 2:
+        return
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in names]
+    radius = 6 * fig.dpi / 72  # the Pareto ring's radius (s=160 pt^2), the largest marker
+    points = names[0].axes.transData.transform([t.xy for t in names])
+    markers = [(px - radius, py - radius, px + radius, py + radius) for px, py in points]
+    new_y = spread_labels([b.x0 for b in boxes], [b.y0 for b in boxes], [b.width for b in boxes],
+                          [b.height for b in boxes], obstacles=markers)
+    to_points = 72 / fig.dpi
+    for t, b, y in zip(names, boxes, new_y):
+        shift = y - b.y0
+        if abs(shift) < 0.5:
+            continue
+        dx, dy = t.xyann
+        line = {"arrowstyle": "-", "color": "0.6", "lw": 0.5, "shrinkA": 0, "shrinkB": 3} if abs(shift) > b.height / 2 else None
+        t.axes.annotate(t.get_text(), t.xy, xytext=(dx, dy + shift * to_points), textcoords="offset points",
+                        fontsize=t.get_fontsize(), zorder=t.get_zorder(), arrowprops=line)
+        t.remove()
 
 
 def per_image_figure(per_image: Mapping[str, pd.DataFrame], labels: Mapping[str, str]) -> Figure:

@@ -15,7 +15,7 @@ import scipy.stats
 from PIL import Image
 
 from segbench.cli import main
-from segbench.figures import pareto_front
+from segbench.figures import pareto_front, spread_labels
 from segbench.methods import METHODS, Method
 from segbench.methods.base import labels_to_proba
 from segbench.metrics import scores_from_confusion
@@ -228,6 +228,26 @@ def test_grid_images_chosen_by_rule():
 def test_pareto_front():
     assert pareto_front([10, 20, 30, 5], [0.8, 0.9, 0.85, 0.5]).tolist() == [3, 0, 1]
     assert pareto_front([1, 1, 2], [0.5, 0.7, np.nan]).tolist() == [1]
+
+
+def _overlap(a, b, pad=0.0):
+    return not (a[0] >= b[2] or b[0] >= a[2] or a[1] >= b[3] + pad or b[1] >= a[3] + pad)
+
+
+def test_spread_labels_separates_a_dense_cluster_and_leaves_lone_labels():
+    """Twelve labels on top of each other end up apart and off the markers; a far label does not move."""
+    rng = np.random.default_rng(0)
+    x = np.r_[rng.uniform(0, 20, 12), 500.0]
+    y = np.r_[rng.uniform(0, 10, 12), 500.0]
+    w, h = np.full(13, 40.0), np.full(13, 8.0)
+    markers = [(px - 6, py - 6, px + 6, py + 6) for px, py in zip(x[:12] - 10, y[:12] + 4)]
+    out = spread_labels(x, y, w, h, obstacles=markers, pad=1.0)
+    boxes = [(x[i], out[i], x[i] + w[i], out[i] + h[i]) for i in range(13)]
+    assert not any(_overlap(boxes[i], boxes[j], 1.0) for i in range(13) for j in range(i + 1, 13))
+    assert not any(_overlap(b, m, 1.0) for b in boxes for m in markers)
+    assert out[12] == 500.0
+    # Side by side labels (no horizontal overlap) never move.
+    assert spread_labels([0, 100], [0, 0], [50, 50], [8, 8]).tolist() == [0.0, 0.0]
 
 
 def test_report_is_reproducible(report_run, tmp_path):
