@@ -26,7 +26,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from segbench.datasets.base import Sample
 from segbench.datasets.io import to_rgb
@@ -39,6 +38,7 @@ from segbench.methods.training import (
     TrainResult,
     deterministic_algorithms,
     lr_factor,
+    progress_bar,
 )
 from segbench.metrics import ConfusionMatrix
 
@@ -324,7 +324,7 @@ class SlidingWindowMethod(DeepMethod):
         self.model, self.norm = model, norm  # _val_miou runs the model being trained
         best_score, best_epoch, best_state, history, stopped = -math.inf, 0, None, [], "completed"
         with deterministic_algorithms(o.deterministic):
-            for epoch in tqdm(range(1, o.epochs + 1), desc=self.name, leave=False, disable=not o.progress):
+            for epoch in progress_bar(range(1, o.epochs + 1), desc=self.name, show=o.progress):
                 # Balanced sampling: the same number of centres per class and image, drawn with replacement.
                 picks = []
                 for n, cls in enumerate(centres):

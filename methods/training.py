@@ -239,6 +239,15 @@ def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
 # -- schedule -------------------------------------------------------------------------------------------
 
 
+def progress_bar(iterable: Any, *, desc: str, show: bool) -> Any:
+    """A training progress bar, off when ``show`` is False or ``TQDM_DISABLE`` is set (``segbench run --no-progress``).
+
+    tqdm reads ``TQDM_DISABLE`` only for arguments the caller leaves out, and this bar always passes ``disable``.
+    """
+    off = not show or os.environ.get("TQDM_DISABLE", "").lower() in {"1", "true", "yes"}
+    return tqdm(iterable, desc=desc, leave=False, disable=off)
+
+
 def lr_factor(step: int, *, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
     """Multiplier of the peak learning rate at ``step`` (0-based): linear warm-up, then cosine to ``min_ratio``."""
     if warmup_steps > 0 and step < warmup_steps:
@@ -514,7 +523,7 @@ def train_model(
     best_score, best_epoch, best_state = -math.inf, 0, None
     history: list[dict[str, float]] = []
     stopped = "completed"
-    bar = tqdm(range(1, config.epochs + 1), desc=desc, leave=False, disable=not config.progress)
+    bar = progress_bar(range(1, config.epochs + 1), desc=desc, show=config.progress)
     with deterministic_algorithms(config.deterministic):
         for epoch in bar:
             model.train()

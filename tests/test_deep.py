@@ -22,6 +22,7 @@ from segbench.methods.training import (
     evaluate_model,
     load_checkpoint,
     lr_factor,
+    progress_bar,
     seed_everything,
     train_model,
 )
@@ -297,3 +298,15 @@ def test_deeplab_rates_follow_the_output_stride():
     for stride, side in ((8, 8), (16, 4)):
         net = DeepLabV3(2, width=4, aspp_channels=4, output_stride=stride).eval()
         assert net.encoder(x).shape[-1] == side
+
+
+@pytest.mark.parametrize(("show", "env", "shown"), [(True, None, True), (False, None, False), (True, "1", False)])
+def test_progress_bar_obeys_no_progress(monkeypatch, show, env, shown):
+    """``segbench run --no-progress`` sets TQDM_DISABLE; the training bars, which always pass ``disable``, obey it."""
+    if env is None:
+        monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    else:
+        monkeypatch.setenv("TQDM_DISABLE", env)
+    bar = progress_bar(range(2), desc="t", show=show)
+    assert bar.disable is (not shown)
+    bar.close()
