@@ -1,6 +1,8 @@
 """Print a run's headline table in markdown (the README's results tables come from here, not by hand).
 
     python scripts/results_table.py results/reference/ph2/summary.csv [--dataset ph2] [--class lesion]
+
+With several seeds per method, scores are means over seeds ± their standard deviation; times are means.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import pandas as pd
 
 
 def results_table(summary: pd.DataFrame, scored_class: str | None) -> str:
+    """One row per method; with several seeds, each score is ``mean ± standard deviation`` over seeds."""
     ok = summary[summary["status"] == "ok"].copy()
     if scored_class:  # a binary task: the foreground class's scores
         cols = {f"dataset_dice_{scored_class}": "Dice (dataset)", f"per_image_dice_{scored_class}": "Dice (per image)",
@@ -18,14 +21,21 @@ def results_table(summary: pd.DataFrame, scored_class: str | None) -> str:
     else:  # multi-class: means over classes
         cols = {"dataset_mean_iou": "mIoU (dataset)", "per_image_mean_iou": "mIoU (per image)",
                 "dataset_pixel_accuracy": "pixel acc.", "dataset_mean_pixel_accuracy": "mean pixel acc."}
+    scores = list(cols)
     cols |= {"train_s": "train s", "latency_ms_p50": "latency p50 ms"}
-    first = list(cols)[0]
-    ok = ok.sort_values(["family", first], ascending=[True, False])
-    table = ok[["method", "family", *cols]].rename(columns=cols)
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + " --- |" * len(table.columns)]
-    for row in table.itertuples(index=False):
-        cells = [f"`{row[0]}`", row[1]]
-        cells += [f"{v:.3f}" for v in row[2:6]] + [f"{row[6]:.0f}", f"{row[7]:.0f}"]
+    grouped = ok.groupby(["method", "family"], sort=False)[list(cols)]
+    mean, sd, seeds = grouped.mean(), grouped.std(ddof=1), ok.groupby(["method", "family"], sort=False).size()
+    several = bool((seeds > 1).any())
+    mean = mean.reset_index().sort_values(["family", scores[0]], ascending=[True, False])
+    header = ["method", "family", *(["seeds"] if several else []), *cols.values()]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for row in mean.itertuples(index=False):
+        key = (row.method, row.family)
+        cells = [f"`{row.method}`", row.family, *([str(seeds[key])] if several else [])]
+        for col in scores:
+            value, spread = getattr(row, col), sd.loc[key, col]
+            cells.append(f"{value:.3f} ± {spread:.3f}" if several and seeds[key] > 1 else f"{value:.3f}")
+        cells += [f"{getattr(row, 'train_s'):.0f}", f"{getattr(row, 'latency_ms_p50'):.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
