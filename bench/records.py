@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["KEY_COLUMNS", "slug", "write_atomic", "load_tables"]
+__all__ = ["KEY_COLUMNS", "PREDICTIONS_CELL_FILE", "slug", "write_atomic", "load_tables"]
 
 #: The columns that name a cell in every table.
 KEY_COLUMNS = ["dataset", "method", "seed"]
+#: In each ``predictions/<dataset>/<method>/<seed>/`` folder: the key of the cell whose label maps these are.
+PREDICTIONS_CELL_FILE = "cell.txt"
 
 
 def slug(text: str) -> str:

@@ -34,7 +34,7 @@ import pandas as pd
 from PIL import Image
 
 from segbench.metrics import confusion_matrix, scores_from_confusion
-from segbench.records import load_tables, slug
+from segbench.records import PREDICTIONS_CELL_FILE, load_tables, slug
 from segbench.stats import Interval, bootstrap_ci, confusion_score, holm, weighted_nanmean, wilcoxon_p
 
 __all__ = [
@@ -244,6 +244,19 @@ class RunData:
         """Where ``--save-predictions`` wrote a label map."""
         return self.run_dir / "predictions" / dataset / slug(method) / str(seed) / f"{slug(image_id)}.png"
 
+    def predictions_cell(self, dataset: str, method: str, seed: int) -> str | None:
+        """Key of the cell whose saved label maps are in the (dataset, method, seed) folder; None if unrecorded.
+
+        Two cells differing only in settings share that folder, and the later one overwrites it.
+        """
+        marker = self.prediction_path(dataset, method, seed, "x").parent / PREDICTIONS_CELL_FILE
+        return marker.read_text().strip() if marker.is_file() else None
+
+    def predictions_match(self, dataset: str, method: str, seed: int) -> bool:
+        """Whether the saved label maps belong to the cell in the tables (assumed when unrecorded: older folders)."""
+        cell, path = self.predictions_cell(dataset, method, seed), self.cells.get((dataset, method, int(seed)))
+        return cell is None or (path is not None and path.name == cell)
+
     def confusions(self, dataset: str, method: str, seed: int, image_ids: Sequence[str]) -> np.ndarray | None:
         """``(N, C, C)`` per-image confusion matrices of one cell, in the order of ``image_ids``.
 
@@ -263,6 +276,10 @@ class RunData:
                 if all(i in index for i in image_ids):
                     return data["confusion"][[index[i] for i in image_ids]]
         # Older run folders: rebuild the matrices from what was saved, and trust them only if they add up.
+        if not self.predictions_match(dataset, method, seed):
+            self.note(dataset, f"No dataset-level intervals for {method}: the cell has no confusion_per_image.npz and "
+                               "its saved predictions are from another cell.")
+            return None
         try:
             dataset_obj = self.dataset(dataset)
             cms = []
@@ -620,6 +637,11 @@ def _grid_blocks(run: RunData, dataset: str, scores: pd.DataFrame, fig_dir: Path
 
     seed = int(run.ok(dataset)["seed"].min())
     methods = [m for m in scores["method"] if run.prediction_path(dataset, m, seed, "x").parent.is_dir()]
+    stale = [m for m in methods if not run.predictions_match(dataset, m, seed)]
+    if stale:
+        run.note(dataset, f"Not in the qualitative grid: {', '.join(stale)}: their saved predictions are from another "
+                          "cell (a later run with other settings overwrote them); rerun with --save-predictions.")
+        methods = [m for m in methods if m not in stale]
     if not methods:
         run.note(dataset, "No qualitative grid: no saved predictions (run with --save-predictions).")
         return []

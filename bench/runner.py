@@ -10,6 +10,7 @@ Run folder layout::
     <out>/summary.csv           one row per dataset x method x seed (rebuilt after every cell)
     <out>/per_image.csv         one row per test image of every cell
     <out>/predictions/<dataset>/<method>/<seed>/<image_id>.png   with --save-predictions
+    <out>/predictions/<dataset>/<method>/<seed>/cell.txt         the key of the cell that wrote them
 
 A cell (dataset, method, seed, settings) is the unit of work. Executors (``segbench.executors``) run cells
 in this process or on a Dask cluster; workers return records and the driver alone writes the run folder.
@@ -51,7 +52,7 @@ from segbench.latency import MemoryProbe, summarize_ms, timed_call
 from segbench.methods import IncompatibleError, build_method, split_spec
 from segbench.methods.tiling import Tiling
 from segbench.metrics import ConfusionMatrix, flatten_scores, scores_from_confusion
-from segbench.records import KEY_COLUMNS, load_tables, slug, write_atomic
+from segbench.records import KEY_COLUMNS, PREDICTIONS_CELL_FILE, load_tables, slug, write_atomic
 
 __all__ = ["RunConfig", "RunResult", "CellTask", "CellOutcome", "run", "evaluate_cell", "load_tables"]
 
@@ -268,6 +269,9 @@ class _RunFolder:
             pred_dir.mkdir(parents=True, exist_ok=True)
             for sample_id, png in outcome.predictions.items():
                 write_atomic(pred_dir / f"{slug(sample_id)}.png", lambda p, png=png: p.write_bytes(png))
+            # The folder is per (dataset, method, seed): a later run with other options overwrites it, so
+            # record whose label maps these are; the report draws them only for that cell.
+            write_atomic(pred_dir / PREDICTIONS_CELL_FILE, lambda p: p.write_text(task.key + "\n"))
         final = self.cell_dir(task.key)
         tmp = final.with_name(f".tmp-{task.key}-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)

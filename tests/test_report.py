@@ -206,6 +206,24 @@ def test_grid_skipped_with_a_note_when_images_cannot_be_loaded(report_run, tmp_p
     assert (copy / "figures" / "scores.png").is_file() and not (copy / "report.html").exists()
 
 
+def test_grid_leaves_out_predictions_another_cell_overwrote(report_run, tmp_path):
+    """Predictions live per (dataset, method, seed): a later run with other settings overwrites them, and the
+    report must not draw them under the cell of the tables."""
+    base = dict(datasets=["synthetic"], split_fractions=(0.4, 0.1, 0.5), save_predictions=True, quick=True,
+                dataset_options=DATASETS)
+    out = tmp_path / "run"
+    first = RunConfig(out=out, methods=["otsu", "test-nearest-mean"], **base)
+    run(first, progress=False)
+    run(RunConfig(out=out, methods=["otsu"], size=32, **base), progress=False)  # new otsu cell, same folder
+    run(first, progress=False)  # the first cells again: resumed, so the tables are theirs
+    data = RunData.load(out)
+    assert not data.predictions_match("synthetic", "otsu", 0)
+    assert data.predictions_match("synthetic", "test-nearest-mean", 0)
+    md = write_report(out, formats=("md",))
+    assert "Not in the qualitative grid: otsu: their saved predictions are from another cell" in md
+    assert (out / "figures" / "qualitative_synthetic.png").is_file()  # drawn with the method that still matches
+
+
 def test_cli_report_formats_and_out_dir(report_run, tmp_path, capsys):
     out = tmp_path / "rep"
     assert main(["report", str(report_run), "--format", "html", "--out", str(out), "--no-figures"]) == 0
