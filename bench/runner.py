@@ -6,7 +6,7 @@ Run folder layout::
     <out>/splits/<dataset>.csv  the split every method of the run used (image_id,split)
     <out>/cells/<key>/          one finished cell: cell.json (summary row, confusion matrix), per_image.csv,
                                 confusion_per_image.npz (image_id, confusion: one (C, C) matrix per test image)
-    <out>/artifacts/<key>/      what a method keeps of its cell (checkpoints, heatmaps)
+    <out>/artifacts/<key>/      what a method keeps of its cell (checkpoints and their history.csv)
     <out>/summary.csv           one row per dataset x method x seed (rebuilt after every cell)
     <out>/per_image.csv         one row per test image of every cell
     <out>/predictions/<dataset>/<method>/<seed>/<image_id>.png   with --save-predictions
