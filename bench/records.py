@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["KEY_COLUMNS", "PREDICTIONS_CELL_FILE", "slug", "write_atomic", "load_tables"]
+__all__ = ["KEY_COLUMNS", "PREDICTIONS_CELL_FILE", "prediction_dir", "slug", "write_atomic", "load_tables"]
 
 #: The columns that name a cell in every table.
 KEY_COLUMNS = ["dataset", "method", "seed"]
@@ -20,6 +20,11 @@ PREDICTIONS_CELL_FILE = "cell.txt"
 def slug(text: str) -> str:
     """A file-name-safe form of a dataset, method or image id."""
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_")
+
+
+def prediction_dir(run_dir: Path, dataset: str, method: str, seed: int) -> Path:
+    """The folder of one (dataset, method, seed)'s saved label maps, ``<image_id>.png`` each, and its cell file."""
+    return Path(run_dir) / "predictions" / dataset / slug(method) / str(seed)
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:

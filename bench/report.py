@@ -34,7 +34,7 @@ import pandas as pd
 from PIL import Image
 
 from segbench.metrics import confusion_matrix, scores_from_confusion
-from segbench.records import PREDICTIONS_CELL_FILE, load_tables, slug
+from segbench.records import PREDICTIONS_CELL_FILE, load_tables, prediction_dir, slug
 from segbench.stats import Interval, bootstrap_ci, confusion_score, holm, weighted_nanmean, wilcoxon_p
 
 __all__ = [
@@ -242,14 +242,14 @@ class RunData:
 
     def prediction_path(self, dataset: str, method: str, seed: int, image_id: str) -> Path:
         """Where ``--save-predictions`` wrote a label map."""
-        return self.run_dir / "predictions" / dataset / slug(method) / str(seed) / f"{slug(image_id)}.png"
+        return prediction_dir(self.run_dir, dataset, method, seed) / f"{slug(image_id)}.png"
 
     def predictions_cell(self, dataset: str, method: str, seed: int) -> str | None:
         """Key of the cell whose saved label maps are in the (dataset, method, seed) folder; None if unrecorded.
 
         Two cells differing only in settings share that folder, and the later one overwrites it.
         """
-        marker = self.prediction_path(dataset, method, seed, "x").parent / PREDICTIONS_CELL_FILE
+        marker = prediction_dir(self.run_dir, dataset, method, seed) / PREDICTIONS_CELL_FILE
         return marker.read_text().strip() if marker.is_file() else None
 
     def predictions_match(self, dataset: str, method: str, seed: int) -> bool:
@@ -636,7 +636,7 @@ def _grid_blocks(run: RunData, dataset: str, scores: pd.DataFrame, fig_dir: Path
     from segbench.figures import GridRow, qualitative_figure, save_figure
 
     seed = int(run.ok(dataset)["seed"].min())
-    methods = [m for m in scores["method"] if run.prediction_path(dataset, m, seed, "x").parent.is_dir()]
+    methods = [m for m in scores["method"] if prediction_dir(run.run_dir, dataset, m, seed).is_dir()]
     stale = [m for m in methods if not run.predictions_match(dataset, m, seed)]
     if stale:
         run.note(dataset, f"Not in the qualitative grid: {', '.join(stale)}: their saved predictions are from another "

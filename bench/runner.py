@@ -52,7 +52,7 @@ from segbench.latency import MemoryProbe, summarize_ms, timed_call
 from segbench.methods import IncompatibleError, build_method, split_spec
 from segbench.methods.tiling import Tiling
 from segbench.metrics import ConfusionMatrix, flatten_scores, scores_from_confusion
-from segbench.records import KEY_COLUMNS, PREDICTIONS_CELL_FILE, load_tables, slug, write_atomic
+from segbench.records import KEY_COLUMNS, PREDICTIONS_CELL_FILE, load_tables, prediction_dir, slug, write_atomic
 
 __all__ = ["RunConfig", "RunResult", "CellTask", "CellOutcome", "run", "evaluate_cell", "load_tables"]
 
@@ -265,7 +265,7 @@ class _RunFolder:
 
     def commit(self, task: CellTask, outcome: CellOutcome, *, attempts: int) -> None:
         if outcome.predictions:
-            pred_dir = self.root / "predictions" / task.dataset_name / slug(task.method) / str(task.seed)
+            pred_dir = prediction_dir(self.root, task.dataset_name, task.method, task.seed)
             pred_dir.mkdir(parents=True, exist_ok=True)
             for sample_id, png in outcome.predictions.items():
                 write_atomic(pred_dir / f"{slug(sample_id)}.png", lambda p, png=png: p.write_bytes(png))

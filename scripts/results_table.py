@@ -14,7 +14,7 @@ import pandas as pd
 
 def results_table(summary: pd.DataFrame, scored_class: str | None) -> str:
     """One row per method; with several seeds, each score is ``mean ± standard deviation`` over seeds."""
-    ok = summary[summary["status"] == "ok"].copy()
+    ok = summary[summary["status"] == "ok"]
     if scored_class:  # a binary task: the foreground class's scores
         cols = {f"dataset_dice_{scored_class}": "Dice (dataset)", f"per_image_dice_{scored_class}": "Dice (per image)",
                 f"dataset_iou_{scored_class}": "IoU (dataset)", f"per_image_iou_{scored_class}": "IoU (per image)"}
@@ -24,7 +24,7 @@ def results_table(summary: pd.DataFrame, scored_class: str | None) -> str:
     scores = list(cols)
     cols |= {"train_s": "train s", "latency_ms_p50": "latency p50 ms"}
     grouped = ok.groupby(["method", "family"], sort=False)[list(cols)]
-    mean, sd, seeds = grouped.mean(), grouped.std(ddof=1), ok.groupby(["method", "family"], sort=False).size()
+    mean, sd, seeds = grouped.mean(), grouped.std(ddof=1), grouped.size()
     several = bool((seeds > 1).any())
     mean = mean.reset_index().sort_values(["family", scores[0]], ascending=[True, False])
     header = ["method", "family", *(["seeds"] if several else []), *cols.values()]
@@ -35,7 +35,7 @@ def results_table(summary: pd.DataFrame, scored_class: str | None) -> str:
         for col in scores:
             value, spread = getattr(row, col), sd.loc[key, col]
             cells.append(f"{value:.3f} ± {spread:.3f}" if several and seeds[key] > 1 else f"{value:.3f}")
-        cells += [f"{getattr(row, 'train_s'):.0f}", f"{getattr(row, 'latency_ms_p50'):.0f}"]
+        cells += [f"{row.train_s:.0f}", f"{row.latency_ms_p50:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
