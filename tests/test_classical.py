@@ -49,19 +49,21 @@ def test_graph_cut_recovers_two_regions():
     assert (alpha_expansion(unary, contrast_weights(image, 0.0)) == proba.argmax(0)).all()  # no pairwise: argmin
 
 
+def _potts_energy(unary: np.ndarray, pairwise: tuple, labels: np.ndarray) -> float:
+    """Unary costs of the flat ``labels`` plus the contrast weight of every edge whose ends differ."""
+    p, q, w = pairwise
+    flat = unary.reshape(unary.shape[0], -1)
+    return float(flat[labels, np.arange(flat.shape[1])].sum() + (w * (labels[p] != labels[q])).sum())
+
+
 def test_graph_cut_is_the_exact_minimum_on_a_tiny_grid():
     """Brute force over all 2^9 labellings of a 3x3 image: the min cut must reach the lowest energy."""
     rng = np.random.default_rng(1)
     image = rng.integers(0, 255, (3, 3, 3)).astype(np.uint8)
     unary = rng.uniform(0, 3, (2, 3, 3))
-    p, q, w = contrast_weights(image, 2.0)
-    flat = unary.reshape(2, -1)
-
-    def energy(lab: np.ndarray) -> float:
-        return float(flat[lab, np.arange(9)].sum() + (w * (lab[p] != lab[q])).sum())
-
-    best = min(energy(np.array([(i >> k) & 1 for k in range(9)])) for i in range(512))
-    assert energy(alpha_expansion(unary, (p, q, w)).ravel()) == pytest.approx(best)
+    pairwise = contrast_weights(image, 2.0)
+    best = min(_potts_energy(unary, pairwise, np.array([(i >> k) & 1 for k in range(9)])) for i in range(512))
+    assert _potts_energy(unary, pairwise, alpha_expansion(unary, pairwise).ravel()) == pytest.approx(best)
 
 
 def test_alpha_expansion_within_factor_two_of_the_optimum():
@@ -70,16 +72,11 @@ def test_alpha_expansion_within_factor_two_of_the_optimum():
     rng = np.random.default_rng(7)
     image = rng.integers(0, 255, (2, 4, 3)).astype(np.uint8)
     unary = rng.uniform(0, 3, (3, 2, 4))
-    p, q, w = contrast_weights(image, 2.0)
-    flat = unary.reshape(3, -1)
-
-    def energy(lab: np.ndarray) -> float:
-        return float(flat[lab, np.arange(8)].sum() + (w * (lab[p] != lab[q])).sum())
-
-    best = min(energy(np.array(np.unravel_index(i, (3,) * 8))) for i in range(3**8))
-    found = energy(alpha_expansion(unary, (p, q, w)).ravel())
+    pairwise = contrast_weights(image, 2.0)
+    best = min(_potts_energy(unary, pairwise, np.array(np.unravel_index(i, (3,) * 8))) for i in range(3**8))
+    found = _potts_energy(unary, pairwise, alpha_expansion(unary, pairwise).ravel())
     assert best - 1e-9 <= found <= 2 * best
-    assert found <= energy(flat.argmin(0)) + 1e-9
+    assert found <= _potts_energy(unary, pairwise, unary.reshape(3, -1).argmin(0)) + 1e-9
 
 
 def test_alpha_expansion_three_classes():
