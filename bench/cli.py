@@ -74,7 +74,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from segbench.report import brief_table, write_report
-    from segbench.runner import RunConfig, run
+    from segbench.run.runner import RunConfig, run
 
     fractions = tuple(float(v) for v in _csv(args.split))
     if len(fractions) != 3:
@@ -120,8 +120,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_latency(args: argparse.Namespace) -> int:
     import json
 
-    from segbench.environment import environment
-    from segbench.latency import method_latency_table
+    from segbench.run.environment import environment
+    from segbench.measure.latency import method_latency_table
     from segbench.report import latency_markdown
 
     sizes = []

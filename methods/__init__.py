@@ -13,20 +13,9 @@ from segbench.methods.base import (
 )
 
 # Importing a module registers what it defines (one module per method family).
-from segbench.methods import (  # noqa: E402,F401
-    crf,
-    deeplab,
-    fcn,
-    graphcut,
-    morph,
-    pixel_classifier,
-    segnet,
-    sliding_window,
-    slic,
-    threshold,
-    tta,
-    unet,
-)
+from segbench.methods.classical import graphcut, pixel_classifier, slic, threshold  # noqa: E402,F401
+from segbench.methods.deep import deeplab, fcn, segnet, sliding_window, unet  # noqa: E402,F401
+from segbench.methods.stages import crf, morph, tta  # noqa: E402,F401
 
 __all__ = [
     "METHODS",

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from segbench.methods import METHODS
-from segbench.runner import RunConfig, run
+from segbench.run.runner import RunConfig, run
 
 BASELINE = Path(__file__).parent / "regression" / "accuracy_synthetic.csv"
 TOLERANCE = 0.03

@@ -9,9 +9,9 @@ import pytest
 from helpers import blob_pair
 from segbench.datasets import Sample
 from segbench.methods import IncompatibleError, build_method, labels_to_proba
-from segbench.methods.crf import DenseCRF, dense_crf
-from segbench.methods.graphcut import alpha_expansion, contrast_weights
-from segbench.methods.morph import Morphology, clean_binary
+from segbench.methods.stages.crf import DenseCRF, dense_crf
+from segbench.methods.classical.graphcut import alpha_expansion, contrast_weights
+from segbench.methods.stages.morph import Morphology, clean_binary
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -21,7 +21,7 @@ from helpers import (
 from segbench.datasets import DATASETS, DataError, build_dataset
 from segbench.datasets.io import read_image, read_mask, to_rgb
 from segbench.datasets.splits import dataset_split
-from segbench.runner import RunConfig, load_tables, run
+from segbench.run.runner import RunConfig, load_tables, run
 
 # -- CamVid -------------------------------------------------------------------------------------------
 

@@ -13,9 +13,9 @@ import torch
 from segbench.datasets import DATASETS, Sample
 from segbench.methods import METHODS, build_method
 from segbench.methods.deep import CHECKPOINT_NAME, DeepMethod
-from segbench.methods.losses import build_loss
-from segbench.methods import training
-from segbench.methods.training import (
+from segbench.methods.deep.losses import build_loss
+from segbench.methods.deep import training
+from segbench.methods.deep.training import (
     Normalization,
     TrainConfig,
     _augment,
@@ -26,7 +26,7 @@ from segbench.methods.training import (
     seed_everything,
     train_model,
 )
-from segbench.runner import RunConfig, run
+from segbench.run.runner import RunConfig, run
 
 DEEP = [name for name in METHODS.names() if METHODS.get(name).family == "deep"]
 
@@ -288,7 +288,7 @@ def test_options_are_keyword_only_dataclasses():
 
 
 def test_deeplab_rates_follow_the_output_stride():
-    from segbench.methods.deeplab import DeepLabV3
+    from segbench.methods.deep.deeplab import DeepLabV3
 
     assert DeepLabV3(2, width=4, aspp_channels=4, output_stride=8).rates == (3, 6, 9)
     assert DeepLabV3(2, width=4, aspp_channels=4, output_stride=16, aspp_rate_scale=1.0).rates == (6, 12, 18)

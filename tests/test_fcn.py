@@ -12,9 +12,9 @@ from torch import nn
 
 from segbench.datasets import DATASETS
 from segbench.methods import build_method
-from segbench.methods.fcn import FCN, BilinearUp, bilinear_kernel
-from segbench.methods.sliding_window import PatchClassifier, dense_to_conv
-from segbench.methods.training import evaluate_model, seed_everything
+from segbench.methods.deep.fcn import FCN, BilinearUp, bilinear_kernel
+from segbench.methods.deep.sliding_window import PatchClassifier, dense_to_conv
+from segbench.methods.deep.training import evaluate_model, seed_everything
 
 TOL = 1e-4
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-import segbench.latency as latency
+import segbench.measure.latency as latency
 from segbench.cli import main
-from segbench.latency import measure, method_latency_table
+from segbench.measure.latency import measure, method_latency_table
 
 
 def test_warmup_is_excluded_and_repeats_honoured():
@@ -43,7 +43,7 @@ def test_cuda_path_synchronises_around_every_timed_call(monkeypatch):
     """With a fake CUDA device: every call is bracketed by a synchronize on each side."""
     events = []
     monkeypatch.setattr(latency, "synchronize", lambda device=None: events.append(("sync", device)))
-    monkeypatch.setattr("segbench.environment.device_name", lambda device: "fake GPU")
+    monkeypatch.setattr("segbench.run.environment.device_name", lambda device: "fake GPU")
     monkeypatch.setattr(latency.MemoryProbe, "__enter__", lambda self: self)
     monkeypatch.setattr(latency.MemoryProbe, "__exit__", lambda self, *a: None)
     measure(lambda: events.append(("call", None)), warmup=1, repeats=3, device="cuda:0")
@@ -85,7 +85,7 @@ def test_method_latency_table_and_cli(tmp_path, capsys):
 
 def test_batched_throughput_runs_the_network_once_per_batch(monkeypatch):
     from segbench.methods import build_method
-    from segbench.methods.unet import UNetMethod
+    from segbench.methods.deep.unet import UNetMethod
 
     method = build_method("unet", 2, quick=True, work_size=(32, 24))
     assert method.prepare_untrained()

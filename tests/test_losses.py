@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from segbench.methods.losses import LOSSES, DiceLoss, FocalLoss, TverskyLoss, build_loss
+from segbench.methods.deep.losses import LOSSES, DiceLoss, FocalLoss, TverskyLoss, build_loss
 
 LN3 = math.log(3.0)
 

@@ -1,4 +1,4 @@
-"""Tests for ``segbench.metrics``, with scikit-learn as the independent oracle.
+"""Tests for ``segbench.measure.metrics``, with scikit-learn as the independent oracle.
 
 What scikit-learn 1.9 does with classes listed in ``labels`` (checked in ``test_sklearn_undefined_sets``):
 ``precision_score``, ``recall_score`` and ``f1_score`` accept ``zero_division=np.nan`` and then give NaN exactly
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from segbench.metrics import (
+from segbench.measure.metrics import (
     ARRAY_KEYS,
     SCALAR_KEYS,
     ConfusionMatrix,

@@ -15,10 +15,10 @@ import scipy.stats
 from PIL import Image
 
 from segbench.cli import main
-from segbench.figures import pareto_front, spread_labels
+from segbench.report.figures import pareto_front, spread_labels
 from segbench.methods import METHODS, Method
 from segbench.methods.base import labels_to_proba
-from segbench.metrics import scores_from_confusion
+from segbench.measure.metrics import scores_from_confusion
 from segbench.report import (
     RunData,
     paired_table,
@@ -27,8 +27,8 @@ from segbench.report import (
     select_grid_images,
     write_report,
 )
-from segbench.runner import RunConfig, run
-from segbench.stats import holm
+from segbench.run.runner import RunConfig, run
+from segbench.report.stats import holm
 
 DATASETS = {"synthetic": {"num_images": 30, "size": (48, 40)}, "synthetic-multiclass": {"num_images": 20, "size": (48, 40)}}
 FIGURES = ["scores", "accuracy_vs_latency", "per_image_dice", "qualitative_synthetic", "qualitative_synthetic-multiclass",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from segbench.report import write_report
-from segbench.runner import RunConfig, run
+from segbench.run.runner import RunConfig, run
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "") if p and Path(p).is_file()), None)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs headless Chromium (Debian package 'chromium'; not installed)")

@@ -16,7 +16,7 @@ from segbench.cli import main
 from segbench.datasets.base import IGNORE_INDEX
 from segbench.methods import METHODS, Method
 from segbench.report import write_report
-from segbench.runner import RunConfig, load_tables, run
+from segbench.run.runner import RunConfig, load_tables, run
 
 TINY = {"synthetic": {"num_images": 10, "size": (48, 40)}, "synthetic-multiclass": {"num_images": 10, "size": (48, 40)}}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from segbench.runner import RunConfig, run
+from segbench.run.runner import RunConfig, run
 
 TINY = {"synthetic": {"num_images": 10, "size": (48, 40)}, "synthetic-multiclass": {"num_images": 10, "size": (48, 40)}}
 TIMING = ["train_s", "latency_ms_p50", "latency_ms_p95", "latency_ms_mean", "latency_ms_std", "threads", "peak_mem_mb"]

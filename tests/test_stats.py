@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from segbench.metrics import scores_from_confusion
-from segbench.stats import bootstrap_ci, confusion_score, holm, weighted_nanmean, wilcoxon_p
+from segbench.measure.metrics import scores_from_confusion
+from segbench.report.stats import bootstrap_ci, confusion_score, holm, weighted_nanmean, wilcoxon_p
 
 
 def test_weighted_nanmean_matches_explicit_resample():

@@ -12,7 +12,7 @@ from segbench.datasets import Sample
 from segbench.datasets.transforms import random_crop
 from segbench.methods import METHODS, Method, build_method
 from segbench.methods.tiling import Tiling, blend_window, predict_tiled, tile_starts
-from segbench.runner import RunConfig, run
+from segbench.run.runner import RunConfig, run
 
 
 def box_proba(image: np.ndarray, *, size: int = 3, mode: str = "mirror") -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Benchmark: ``segbench.metrics.confusion_matrix`` against ``sklearn.metrics.confusion_matrix``.
+"""Benchmark: ``segbench.measure.metrics.confusion_matrix`` against ``sklearn.metrics.confusion_matrix``.
 
 One 768x576 (W x H) uint8 mask pair per class count; each group holds ours and sklearn's on the same data,
 and every timed call's result is checked against sklearn's matrix. Measure with
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from segbench.metrics import confusion_matrix
+from segbench.measure.metrics import confusion_matrix
 
 HEIGHT, WIDTH = 576, 768
 CLASS_COUNTS = [2, 12]

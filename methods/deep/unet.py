@@ -9,8 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from segbench.methods.base import METHODS
-from segbench.methods.deep import DeepMethod, DeepOptions
-from segbench.methods.layers import DoubleConv, init_weights, pad_to_multiple
+from segbench.methods.deep.method import DeepMethod, DeepOptions
+from segbench.methods.deep.layers import DoubleConv, init_weights, pad_to_multiple
 
 __all__ = ["UNet", "UNetMethod"]
 

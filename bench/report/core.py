@@ -8,7 +8,7 @@
   the Pareto front, per-image score distributions, a qualitative grid per dataset and, for multi-class
   datasets, row-normalised confusion matrices.
 
-Numbers come from ``summary.csv`` and ``per_image.csv``; intervals resample images (``segbench.stats``):
+Numbers come from ``summary.csv`` and ``per_image.csv``; intervals resample images (``segbench.report.stats``):
 dataset-level intervals resample the per-image confusion matrices the runner keeps in
 ``cells/<key>/confusion_per_image.npz`` (or, for older run folders, recomputes them from saved predictions
 and the dataset's masks, checked against the cell's summed matrix). Images for the qualitative grid are
@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from segbench.metrics import confusion_matrix, scores_from_confusion
-from segbench.records import PREDICTIONS_CELL_FILE, load_tables, prediction_dir, slug
-from segbench.stats import Interval, bootstrap_ci, confusion_score, holm, weighted_nanmean, wilcoxon_p
+from segbench.measure.metrics import confusion_matrix, scores_from_confusion
+from segbench.run.records import PREDICTIONS_CELL_FILE, load_tables, prediction_dir, slug
+from segbench.report.stats import Interval, bootstrap_ci, confusion_score, holm, weighted_nanmean, wilcoxon_p
 
 __all__ = [
     "ALPHA",
@@ -616,7 +616,7 @@ def _dataset_blocks(run: RunData, dataset: str, fig_dir: Path | None) -> list[An
 
 
 def _confusion_blocks(run: RunData, dataset: str, fig_dir: Path) -> list[Any]:
-    from segbench.figures import confusion_figure, save_figure
+    from segbench.report.figures import confusion_figure, save_figure
 
     matrices, names = {}, None
     for method, cells in run.ok(dataset).groupby("method", sort=False):
@@ -633,7 +633,7 @@ def _confusion_blocks(run: RunData, dataset: str, fig_dir: Path) -> list[Any]:
 
 
 def _grid_blocks(run: RunData, dataset: str, scores: pd.DataFrame, fig_dir: Path) -> list[Any]:
-    from segbench.figures import GridRow, qualitative_figure, save_figure
+    from segbench.report.figures import GridRow, qualitative_figure, save_figure
 
     seed = int(run.ok(dataset)["seed"].min())
     methods = [m for m in scores["method"] if prediction_dir(run.run_dir, dataset, m, seed).is_dir()]
@@ -689,7 +689,7 @@ def _grid_blocks(run: RunData, dataset: str, scores: pd.DataFrame, fig_dir: Path
 
 
 def _overview_blocks(run: RunData, fig_dir: Path) -> list[Any]:
-    from segbench.figures import accuracy_latency_figure, per_image_figure, save_figure, scores_figure
+    from segbench.report.figures import accuracy_latency_figure, per_image_figure, save_figure, scores_figure
 
     scores, labels, long = {}, {}, {}
     for ds in run.datasets():

@@ -1,7 +1,7 @@
 """Where cells run: in this process (``local``) or on a Dask cluster (``dask``).
 
 An executor takes picklable cell tasks and yields ``(task, outcome)`` pairs as cells finish, in any order.
-Workers only compute and return records; the driver (``segbench.runner.run``) is the single writer of the
+Workers only compute and return records; the driver (``segbench.run.runner.run``) is the single writer of the
 run folder. A worker that dies is reported as a failed outcome, so the driver can retry the cell or record
 the failure and let the rest of the grid finish.
 """

@@ -40,8 +40,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from segbench.datasets.base import IGNORE_INDEX, Sample
-from segbench.methods.losses import build_loss
-from segbench.metrics import ConfusionMatrix
+from segbench.methods.deep.losses import build_loss
+from segbench.measure.metrics import ConfusionMatrix
 
 __all__ = [
     "TrainConfig",
@@ -73,7 +73,7 @@ class TrainConfig:
         warmup_epochs: Linear warm-up length (fractions allowed).
         min_lr_ratio: Cosine floor as a fraction of ``lr``.
         grad_clip: Maximum global gradient norm (None: no clipping).
-        loss: Loss spec for ``segbench.methods.losses.build_loss``, e.g. ``"ce+dice"``.
+        loss: Loss spec for ``segbench.methods.deep.losses.build_loss``, e.g. ``"ce+dice"``.
         crop: Training crop ``(height, width)``; None: the smallest training image's shape.
         scale_range: Random rescaling factor range before cropping (``(1, 1)``: none).
         hflip: Random horizontal flips.

@@ -24,8 +24,8 @@ from sklearn.mixture import GaussianMixture
 
 from segbench.datasets.base import Sample
 from segbench.methods.base import METHODS, Method
-from segbench.methods.crf import mean_image_iou
-from segbench.methods.pixel_classifier import PixelForest
+from segbench.methods.stages.crf import mean_image_iou
+from segbench.methods.classical.pixel_classifier import PixelForest
 
 __all__ = ["GraphCut", "GrabCut", "alpha_expansion", "contrast_weights"]
 

@@ -31,16 +31,16 @@ from segbench.datasets.base import Sample
 from segbench.datasets.io import to_rgb
 from segbench.datasets.transforms import resize_image, work_shape
 from segbench.methods.base import METHODS
-from segbench.methods.deep import DeepMethod, DeepOptions
-from segbench.methods.layers import init_weights
-from segbench.methods.training import (
+from segbench.methods.deep.method import DeepMethod, DeepOptions
+from segbench.methods.deep.layers import init_weights
+from segbench.methods.deep.training import (
     Normalization,
     TrainResult,
     deterministic_algorithms,
     lr_factor,
     progress_bar,
 )
-from segbench.metrics import ConfusionMatrix
+from segbench.measure.metrics import ConfusionMatrix
 
 __all__ = ["PatchClassifier", "dense_to_conv", "SlidingWindowMethod", "SlidingWindowConvMethod"]
 

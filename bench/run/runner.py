@@ -12,7 +12,7 @@ Run folder layout::
     <out>/predictions/<dataset>/<method>/<seed>/<image_id>.png   with --save-predictions
     <out>/predictions/<dataset>/<method>/<seed>/cell.txt         the key of the cell that wrote them
 
-A cell (dataset, method, seed, settings) is the unit of work. Executors (``segbench.executors``) run cells
+A cell (dataset, method, seed, settings) is the unit of work. Executors (``segbench.run.executors``) run cells
 in this process or on a Dask cluster; workers return records and the driver alone writes the run folder.
 A cell is committed atomically (written to a temporary folder, then renamed) as soon as it ends, and the
 tables are rewritten atomically from the committed cells, so a crash, SIGKILL or Ctrl-C never leaves a
@@ -46,13 +46,13 @@ from segbench.datasets import build_dataset
 from segbench.datasets.base import parse_dataset_spec
 from segbench.datasets.splits import dataset_split, write_split_file
 from segbench.datasets.transforms import WorkSize
-from segbench.environment import device_name, environment
-from segbench.executors import make_executor
-from segbench.latency import MemoryProbe, summarize_ms, timed_call
+from segbench.run.environment import device_name, environment
+from segbench.run.executors import make_executor
+from segbench.measure.latency import MemoryProbe, summarize_ms, timed_call
 from segbench.methods import IncompatibleError, build_method, split_spec
 from segbench.methods.tiling import Tiling
-from segbench.metrics import ConfusionMatrix, flatten_scores, scores_from_confusion
-from segbench.records import KEY_COLUMNS, PREDICTIONS_CELL_FILE, load_tables, prediction_dir, slug, write_atomic
+from segbench.measure.metrics import ConfusionMatrix, flatten_scores, scores_from_confusion
+from segbench.run.records import KEY_COLUMNS, PREDICTIONS_CELL_FILE, load_tables, prediction_dir, slug, write_atomic
 
 __all__ = ["RunConfig", "RunResult", "CellTask", "CellOutcome", "run", "evaluate_cell", "load_tables"]
 

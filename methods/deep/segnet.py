@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segbench.methods.base import METHODS
-from segbench.methods.deep import DeepMethod, DeepOptions
-from segbench.methods.layers import ConvBNReLU, init_weights
+from segbench.methods.deep.method import DeepMethod, DeepOptions
+from segbench.methods.deep.layers import ConvBNReLU, init_weights
 
 __all__ = ["SegNet", "SegNetMethod"]
 

@@ -37,7 +37,7 @@ from torch import nn
 from segbench.datasets.base import IGNORE_INDEX, Sample
 from segbench.datasets.transforms import WorkSize, resize_image, resize_proba, work_shape
 from segbench.methods.base import Method
-from segbench.methods.training import (
+from segbench.methods.deep.training import (
     Normalization,
     TrainConfig,
     TrainResult,
@@ -70,7 +70,7 @@ _VOLATILE = ("checkpoint", "reuse_checkpoint", "progress", "device", "max_train_
 
 
 class DeepMethod(Method):
-    """A network trained from scratch by ``segbench.methods.training.train_model``.
+    """A network trained from scratch by ``segbench.methods.deep.training.train_model``.
 
     Attributes:
         device: ``torch.device`` the network runs on (set at construction from ``opts.device``).

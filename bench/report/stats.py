@@ -84,7 +84,7 @@ def confusion_score(
 ) -> np.ndarray:
     """Dataset-level score of the weighted sum of per-image confusion matrices.
 
-    Follows ``segbench.metrics.scores_from_confusion``: per class ``2TP/(2TP+FP+FN)`` (Dice) or
+    Follows ``segbench.measure.metrics.scores_from_confusion``: per class ``2TP/(2TP+FP+FN)`` (Dice) or
     ``TP/(TP+FP+FN)`` (IoU), NaN where the denominator is zero, and the mean over classes leaves NaN out.
 
     Args:

@@ -18,7 +18,7 @@ import numpy as np
 from segbench.datasets.base import Sample
 from segbench.datasets.transforms import resize_image, resize_proba
 from segbench.methods.base import STAGES, Method, Stage
-from segbench.methods.deep import DeepMethod
+from segbench.methods.deep.method import DeepMethod
 
 __all__ = ["TestTimeAugmentation"]
 

@@ -18,8 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from segbench.methods.base import METHODS
-from segbench.methods.deep import DeepMethod, DeepOptions
-from segbench.methods.layers import ConvBNReLU, init_weights, pad_to_multiple
+from segbench.methods.deep.method import DeepMethod, DeepOptions
+from segbench.methods.deep.layers import ConvBNReLU, init_weights, pad_to_multiple
 
 __all__ = ["bilinear_kernel", "BilinearUp", "FCN", "FCN32sMethod", "FCN16sMethod", "FCN8sMethod"]
 

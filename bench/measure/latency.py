@@ -141,7 +141,7 @@ def measure(
     """
     if warmup < 0 or repeats < 1:
         raise ValueError(f"warmup={warmup} must be >= 0 and repeats={repeats} >= 1")
-    from segbench.environment import device_name
+    from segbench.run.environment import device_name
 
     times = []
     # The probe spans the warm-up too: allocators keep what warm-up freed, so a probe started after it
@@ -196,7 +196,7 @@ def _precision(method: Any) -> dict[str, Any]:
     amp = bool(getattr(opts, "amp", False)) and on_cuda  # the training loop autocasts on CUDA only
     dtype = "float32"
     if amp:
-        from segbench.methods.training import amp_dtype
+        from segbench.methods.deep.training import amp_dtype
 
         dtype = str(amp_dtype(torch.device(device), True)).removeprefix("torch.")
     return {"device": device, "dtype": dtype, "amp": amp, "channels_last": bool(getattr(opts, "channels_last", False)) and on_cuda}
