@@ -7,6 +7,7 @@ from io import BytesIO
 import numpy as np
 import pytest
 import scipy.ndimage
+import skimage.color
 import skimage.data
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
@@ -54,6 +55,20 @@ def test_contrast_hand_computed():
     image = np.array([[0, 100], [200, 100]], np.uint8)  # mean 100
     out = corrupt(image, "contrast", 1, seed=0)  # factor 0.4 about the mean
     assert out.tolist() == [[60, 100], [140, 100]]
+
+
+@pytest.mark.parametrize("severity", range(1, 6))
+def test_brightness_matches_scikit_image_hsv(severity):
+    """ImageNet-C's definition: add c to HSV value with scikit-image's round trip (ties at .5 may round apart)."""
+    noise = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)  # every hue, black and white
+    noise[:2] = 0
+    noise[-2:] = 255
+    for image in (RGB, noise):
+        hsv = skimage.color.rgb2hsv(image / 255.0)
+        hsv[..., 2] = np.clip(hsv[..., 2] + SEVERITIES["brightness"][severity - 1], 0, 1)
+        expected = np.clip(skimage.color.hsv2rgb(hsv), 0, 1) * 255
+        out = corrupt(image, "brightness", severity, seed=0).astype(float)
+        assert np.abs(out - expected).max() <= 0.5 + 1e-6
 
 
 def test_brightness_grey_equals_rgb_path():
