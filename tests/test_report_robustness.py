@@ -145,8 +145,10 @@ def test_robustness_table_and_known_ratios():
     assert (row["clean"], row["severity 1"], row["severity 3"], row["corrupted/clean"]) == ("0.800", "0.600", "0.400", "0.625")
 
 
-def test_main_rows_keeps_clean_full_training():
+def test_main_rows_keeps_clean_full_training(tmp_path):
     summary, _ = tables(robustness_cells())
+    summary.to_csv(tmp_path / "summary.csv", index=False)
+    summary = pd.read_csv(tmp_path / "summary.csv")  # "none" must survive the CSV round trip (pandas reads "None" as NaN)
     main = main_rows(summary)
     assert set(main["corruption"]) == {"none"} and set(main["train_fraction"]) == {1.0}
     assert len(main) == 3 * 2  # three methods, two seeds
@@ -163,3 +165,9 @@ def test_figures_are_written(tmp_path):
     png = save_figure(degradation_figure(table, label="lesion", dataset="d"), tmp_path, "degradation_d")
     svg = (tmp_path / "degradation_d.svg").read_text()
     assert png.stat().st_size > 10_000 and "d: gaussian_noise" in svg and "d: jpeg" in svg
+
+
+def test_missing_grid_columns_error():
+    summary, per_image = tables(curve("unet", "deep", [0.5, 0.6, 0.7, 0.8]))
+    with pytest.raises(ValueError, match=r"no corruption, severity column\(s\); the run needs --train-fraction"):
+        robustness_table(summary, per_image, dataset="d", column="dice_lesion")

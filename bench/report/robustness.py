@@ -63,6 +63,10 @@ def _clean(table: pd.DataFrame) -> pd.DataFrame:
 def _cells(summary: pd.DataFrame, per_image: pd.DataFrame, *, dataset: str, column: str, by: Sequence[str]
            ) -> dict[tuple[Any, ...], tuple[dict[str, Any], pd.DataFrame]]:
     """Per ``(method, *by)``: summary facts and the ``(seeds x image ids)`` values of ``column`` of finished cells."""
+    for name, table in (("summary", summary), ("per_image", per_image)):
+        if missing := [k for k in by if k not in table.columns]:
+            raise ValueError(f"{name} table has no {', '.join(missing)} column(s); the run needs --train-fraction "
+                             "(train_fraction) or --corruptions (corruption, severity)")
     keys = ["dataset", "method", "seed", *by]
     ok = summary[(summary["dataset"] == dataset) & (summary["status"] == "ok")]
     rows = per_image[per_image["dataset"] == dataset].merge(ok[keys].drop_duplicates(), on=keys)
