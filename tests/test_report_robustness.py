@@ -14,6 +14,7 @@ from segbench.report.robustness import (
     label_efficiency_sentence,
     label_efficiency_table,
     main_rows,
+    report_sections,
     robustness_display,
     robustness_ratios,
     robustness_table,
@@ -171,3 +172,18 @@ def test_missing_grid_columns_error():
     summary, per_image = tables(curve("unet", "deep", [0.5, 0.6, 0.7, 0.8]))
     with pytest.raises(ValueError, match=r"no corruption, severity column\(s\); the run needs --train-fraction"):
         robustness_table(summary, per_image, dataset="d", column="dice_lesion")
+
+
+def test_report_sections(tmp_path):
+    summary, per_image = tables(robustness_cells() + [dict(c, corruption="none", severity=0)
+                                                       for c in curve("A", "deep", [0.5, 0.6, 0.7, 0.8])[:3]])
+    blocks = report_sections(summary, per_image, dataset="d", column="dice_lesion", label="lesion", fig_dir=tmp_path)
+    headings = [b[2] for b in blocks if b[0] == "heading"]
+    assert headings == ["Label efficiency", "Robustness"]
+    assert [b[1].name for b in blocks if b[0] == "figure"] == ["label_efficiency_d.png", "degradation_d.png"]
+    assert all(b[1].is_file() for b in blocks if b[0] == "figure")
+    ratio_table = [b[1] for b in blocks if b[0] == "table"][-1]
+    assert ratio_table.loc[ratio_table["name"] == "A", "corrupted/clean [95% CI]"].iloc[0].startswith("0.812 [")
+    plain = summary[summary["corruption"] == "none"].drop(columns=["corruption", "severity"])
+    assert [b[2] for b in report_sections(plain, per_image, dataset="d", column="dice_lesion", label="lesion",
+                                          fig_dir=None) if b[0] == "heading"] == ["Label efficiency"]

@@ -14,12 +14,14 @@ The main comparison (scores, paired tests) is on clean images with the whole tra
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from segbench.report.figures import _panels, _pyplot
+from segbench.report.figures import _panels, _pyplot, save_figure
+from segbench.run.records import slug
 from segbench.report.stats import bootstrap_ci, weighted_nanmean
 
 if TYPE_CHECKING:
@@ -36,6 +38,7 @@ __all__ = [
     "robustness_ratios",
     "robustness_display",
     "degradation_figure",
+    "report_sections",
 ]
 
 #: The ``corruption`` value of clean test images (severity 0).
@@ -268,7 +271,8 @@ def robustness_ratios(summary: pd.DataFrame, per_image: pd.DataFrame, *, dataset
             entry["corrupted"].setdefault(str(c), []).append(x)
     methods = {m: e for m, e in methods.items() if e["clean"] is not None and e["corrupted"]}
     if not methods:
-        return pd.DataFrame(columns=["level", "name", "family", "corruption", "clean", "corrupted", "ratio", "ratio_low", "ratio_high"])
+        return pd.DataFrame(columns=["level", "name", "family", "corruption", "clean", "corrupted", "ratio", "ratio_low",
+                                     "ratio_high"])
     images = sorted(set().union(*(e["clean"].columns for e in methods.values())))
     corruptions = sorted({c for e in methods.values() for c in e["corrupted"]})
 
@@ -346,3 +350,69 @@ def degradation_figure(table: pd.DataFrame, *, label: str, dataset: str) -> Figu
         rows_of_legend = -(-len(names) // 4)
         fig.tight_layout(rect=(0, (0.1 + 0.18 * rows_of_legend) / fig.get_figheight(), 1, 1))
     return fig
+
+
+# --------------------------------------------------------------------------------------------------------
+# Report sections
+
+
+def _ci_column(table: pd.DataFrame, name: str) -> list[str]:
+    """``estimate [low, high]`` texts of columns ``name``, ``name_low``, ``name_high``."""
+    def text(estimate: float, low: float, high: float) -> str:
+        return "–" if np.isnan(estimate) else f"{estimate:.3f}" if np.isnan(low) else f"{estimate:.3f} [{low:.3f}, {high:.3f}]"
+
+    return [text(*r) for r in table[[name, f"{name}_low", f"{name}_high"]].to_numpy(float)]
+
+
+def report_sections(summary: pd.DataFrame, per_image: pd.DataFrame, *, dataset: str, column: str, label: str,
+                    fig_dir: Path | None) -> list[tuple[Any, ...]]:
+    """The label-efficiency and robustness parts of a dataset's report section, as plain blocks.
+
+    Each block is ``("heading", level, text)``, ``("para", text)``, ``("table", formatted DataFrame)`` or
+    ``("figure", png path, caption)``; a part appears only when the run has its axis (more than one
+    training fraction; a corrupted test set).
+
+    Args:
+        summary, per_image: The run's whole tables (every fraction and corruption, not ``main_rows``).
+        dataset: The dataset.
+        column: Per-image headline score column (``dice_lesion``).
+        label: The headline label (``lesion``).
+        fig_dir: Where to save figures; None leaves them out.
+    """
+    blocks: list[tuple[Any, ...]] = []
+    if "train_fraction" in summary.columns and summary.loc[summary["dataset"] == dataset, "train_fraction"].nunique() > 1:
+        table = label_efficiency_table(summary, per_image, dataset=dataset, column=column)
+        blocks += [("heading", 3, "Label efficiency"),
+                   ("para", "Each method trained on nested seeded subsets of the training part (val and test unchanged), "
+                            f"scored on the clean test images: per-image mean Dice {label} with 95% bootstrap intervals."),
+                   ("para", label_efficiency_sentence(table, label=label))]
+        display = pd.DataFrame({"method": table["method"], "family": table["family"],
+                                "fraction": table["train_fraction"].map(lambda f: f"{f:.0%}"),
+                                "training images": table["n_train"].map(lambda n: f"{n:.0f}"),
+                                f"Dice {label} [95% CI]": _ci_column(table, "score")})
+        blocks.append(("table", display))
+        if fig_dir is not None:
+            figure = label_efficiency_figure({dataset: table}, {dataset: label})
+            path = save_figure(figure, fig_dir, f"label_efficiency_{slug(dataset)}")
+            blocks.append(("figure", path, f"{dataset}: per-image mean Dice {label} against the number of training images "
+                                           "(log scale), 95% intervals; deep solid, classical dashed, dotted: run once."))
+    if "corruption" in summary.columns and (summary.loc[summary["dataset"] == dataset, "corruption"].astype(str) != CLEAN).any():
+        table = robustness_table(summary, per_image, dataset=dataset, column=column)
+        ratios = robustness_ratios(summary, per_image, dataset=dataset, column=column)
+        overall = ratios[ratios["corruption"] == "all"]
+        ratio_display = pd.DataFrame({"": overall["level"], "name": overall["name"],
+                                      "clean": overall["clean"].map(lambda v: f"{v:.3f}"),
+                                      "corrupted (mean)": overall["corrupted"].map(lambda v: f"{v:.3f}"),
+                                      "corrupted/clean [95% CI]": _ci_column(overall, "ratio")})
+        blocks += [("heading", 3, "Robustness"),
+                   ("para", "Methods trained once on clean data, scored on the clean test images (severity 0) and on "
+                            f"corrupted copies (docs/robustness.md): per-image mean Dice {label}. The corrupted/clean ratio "
+                            "is the mean over corrupted settings of score / clean score; a family's is the mean of its methods'."),
+                   ("table", robustness_display(table, ratios)),
+                   ("table", ratio_display)]
+        if fig_dir is not None:
+            figure = degradation_figure(table, label=label, dataset=dataset)
+            path = save_figure(figure, fig_dir, f"degradation_{slug(dataset)}")
+            blocks.append(("figure", path, f"{dataset}: per-image mean Dice {label} against corruption severity (0 = clean), "
+                                           "one panel per corruption, 95% intervals."))
+    return blocks
