@@ -83,11 +83,11 @@ def _cells(summary: pd.DataFrame, per_image: pd.DataFrame, *, dataset: str, colu
     return out
 
 
-def _mean_interval(x: pd.DataFrame) -> tuple[float, float, float]:
-    """Per-image mean (over images, then seeds) of a ``(seeds x images)`` table, with its bootstrap interval."""
+def _mean_interval(x: pd.DataFrame) -> dict[str, float]:
+    """``score``: per-image mean (over images, then seeds) of a ``(seeds x images)`` table; ``score_low``/``_high``."""
     values = x.to_numpy(float)
     ci = bootstrap_ci(lambda w: np.nanmean(weighted_nanmean(values, w), axis=-1), values.shape[1])
-    return ci.estimate, ci.low, ci.high
+    return {"score": ci.estimate, "score_low": ci.low, "score_high": ci.high}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -109,7 +109,7 @@ def label_efficiency_table(summary: pd.DataFrame, per_image: pd.DataFrame, *, da
     """
     cells = _cells(_clean(summary), _clean(per_image), dataset=dataset, column=column, by=["train_fraction"])
     rows = [{"method": method, "family": facts["family"], "train_fraction": float(fraction), "n_train": facts["n_train"],
-             "seeds": facts["seeds"], "n_images": x.shape[1], **dict(zip(("score", "score_low", "score_high"), _mean_interval(x)))}
+             "seeds": facts["seeds"], "n_images": x.shape[1], **_mean_interval(x)}
             for (method, fraction), (facts, x) in cells.items()]
     columns = ["method", "family", "train_fraction", "n_train", "seeds", "n_images", "score", "score_low", "score_high"]
     return pd.DataFrame(rows, columns=columns).sort_values(["method", "train_fraction"], kind="stable").reset_index(drop=True)
@@ -241,7 +241,7 @@ def robustness_table(summary: pd.DataFrame, per_image: pd.DataFrame, *, dataset:
     """
     cells = _robustness_cells(summary, per_image, dataset=dataset, column=column)
     rows = [{"method": m, "family": facts["family"], "corruption": str(c), "severity": int(s), "seeds": facts["seeds"],
-             "n_images": x.shape[1], **dict(zip(("score", "score_low", "score_high"), _mean_interval(x)))}
+             "n_images": x.shape[1], **_mean_interval(x)}
             for (m, c, s), (facts, x) in cells.items()]
     columns = ["method", "family", "corruption", "severity", "seeds", "n_images", "score", "score_low", "score_high"]
     table = pd.DataFrame(rows, columns=columns)
