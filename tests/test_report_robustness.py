@@ -98,7 +98,7 @@ def test_crossover_never_always_and_missing():
 
 def test_overlapping_intervals_are_said():
     sentence = label_efficiency_sentence(efficiency([0.5, 0.7, 0.805, 0.81]), label="lesion")
-    assert "overlapping: not resolved" in sentence
+    assert "intervals overlap: not resolved" in sentence
 
 
 def robustness_cells() -> list[dict]:

@@ -150,10 +150,14 @@ def crossover(table: pd.DataFrame) -> dict[str, Any] | None:
     return {"outcome": "always" if k == 0 else "overtakes", "fraction": f, "n_train": d["n_train"], "deep": d, "classical": c}
 
 
-def _score_ci(row: pd.Series) -> str:
-    if np.isnan(row["score_low"]):
-        return f"{row['score']:.3f}"
-    return f"{row['score']:.3f} [{row['score_low']:.3f}, {row['score_high']:.3f}]"
+def _ci_text(estimate: float, low: float, high: float) -> str:
+    """``0.812 [0.800, 0.825]``; the estimate alone without an interval, ``–`` without an estimate."""
+    return "–" if np.isnan(estimate) else f"{estimate:.3f}" if np.isnan(low) else f"{estimate:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _ci_column(table: pd.DataFrame, name: str) -> list[str]:
+    """``_ci_text`` of columns ``name``, ``name_low``, ``name_high``, row by row."""
+    return [_ci_text(*r) for r in table[[name, f"{name}_low", f"{name}_high"]].to_numpy(float)]
 
 
 def label_efficiency_sentence(table: pd.DataFrame, *, label: str) -> str:
@@ -164,10 +168,14 @@ def label_efficiency_sentence(table: pd.DataFrame, *, label: str) -> str:
     if found is None:
         return "No label-efficiency comparison: this dataset lacks a finished deep or a finished classical method."
     d, c = found["deep"], found["classical"]
-    pair = (f"{d['method']} {_score_ci(d)} against {c['method']} {_score_ci(c)} (per-image mean Dice {label}, "
-            "95% intervals")
-    overlap = not (d["score_low"] > c["score_high"] or c["score_low"] > d["score_high"])
-    pair += ", overlapping: not resolved on these test images)" if overlap else ", disjoint)"
+    d_text, c_text = (_ci_text(r["score"], r["score_low"], r["score_high"]) for r in (d, c))
+    pair = f"{d['method']} {d_text} against {c['method']} {c_text} (per-image mean Dice {label}"
+    if np.isnan([d["score_low"], c["score_low"]]).any():
+        pair += ", no intervals)"
+    elif d["score_low"] > c["score_high"] or c["score_low"] > d["score_high"]:
+        pair += ", 95% intervals disjoint)"
+    else:
+        pair += ", 95% intervals overlap: not resolved on these test images)"
     where = f"{found['fraction']:.0%} of the training part ({found['n_train']:.0f} images)"
     if found["outcome"] == "never":
         return (f"Within the fractions run, no deep method overtakes the best classical one: at {where}, "
@@ -356,12 +364,6 @@ def degradation_figure(table: pd.DataFrame, *, label: str, dataset: str) -> Figu
 # Report sections
 
 
-def _ci_column(table: pd.DataFrame, name: str) -> list[str]:
-    """``estimate [low, high]`` texts of columns ``name``, ``name_low``, ``name_high``."""
-    def text(estimate: float, low: float, high: float) -> str:
-        return "–" if np.isnan(estimate) else f"{estimate:.3f}" if np.isnan(low) else f"{estimate:.3f} [{low:.3f}, {high:.3f}]"
-
-    return [text(*r) for r in table[[name, f"{name}_low", f"{name}_high"]].to_numpy(float)]
 
 
 def report_sections(summary: pd.DataFrame, per_image: pd.DataFrame, *, dataset: str, column: str, label: str,
