@@ -1,4 +1,4 @@
-"""Train/val/test splits: seeded and stratified, or read from a CSV split file."""
+"""Train/val/test splits: seeded and stratified, or read from a CSV split file; nested training subsets."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 from segbench.datasets.base import SegmentationDataset
 from segbench.datasets.io import DataError
 
-__all__ = ["SPLITS", "make_split", "stratify_keys", "read_split_file", "write_split_file", "dataset_split"]
+__all__ = ["SPLITS", "make_split", "stratify_keys", "read_split_file", "write_split_file", "dataset_split", "train_subset"]
 
 SPLITS = ("train", "val", "test")
 
@@ -66,6 +66,50 @@ def make_split(
         counts[j] += 1
         out[SPLITS[j]].append(ids[i])
     return {name: sorted(v) for name, v in out.items()}
+
+
+def train_subset(ids: Sequence[str], fraction: float, *, seed: int, strata: Sequence[int] | None = None) -> list[str]:
+    """A seeded share of the training images, nested across fractions, for label-efficiency runs.
+
+    The ids (sorted first, so the caller's order does not matter) are put in one seeded random order and the
+    subset is its first ``max(1, round(fraction * len(ids)))`` images (halves rounded up): for one seed the
+    0.1 subset lies inside the 0.25 subset, which lies inside the 0.5 one. With ``strata`` (one key per id,
+    e.g. ``stratify_keys``) the order deals the strata out in proportion, so every prefix keeps their mix.
+
+    Args:
+        ids: The training part's image ids.
+        fraction: Share to keep, in (0, 1]; 1.0 keeps every id.
+        seed: Seed of the order (the run's seed: each seed draws its own nested subsets).
+        strata: Optional stratum of each id, in the order of ``ids``.
+
+    Returns:
+        The chosen ids in the order of ``ids``.
+
+    Raises:
+        ValueError: ``fraction`` outside (0, 1], no ids, or ``strata`` of another length.
+    """
+    if isinstance(fraction, bool) or not 0 < fraction <= 1:
+        raise ValueError(f"train fraction {fraction!r} must be in (0, 1], e.g. 0.1, 0.25, 0.5 or 1.0")
+    if not ids:
+        raise ValueError("train_subset needs at least one training image; the training part is empty")
+    if strata is not None and len(strata) != len(ids):
+        raise ValueError(f"train_subset got {len(strata)} strata for {len(ids)} ids; give one stratum per id")
+    keys = dict(zip(ids, strata)) if strata is not None else dict.fromkeys(ids, 0)
+    rng = np.random.default_rng(seed)
+    groups: dict[int, list[str]] = {}
+    for i in sorted(keys):
+        groups.setdefault(keys[i], []).append(i)
+    queues = {k: list(rng.permutation(v)) for k, v in sorted(groups.items())}
+    share = {k: len(v) / len(keys) for k, v in queues.items()}
+    taken = dict.fromkeys(queues, 0)
+    order: list[str] = []
+    for n in range(1, len(keys) + 1):
+        # The stratum furthest behind its share of the first n images goes next (ties: the smaller key).
+        k = max((k for k in queues if taken[k] < len(queues[k])), key=lambda k: (share[k] * n - taken[k], -k))
+        order.append(str(queues[k][taken[k]]))
+        taken[k] += 1
+    keep = set(order[: max(1, int(np.floor(fraction * len(keys) + 0.5)))])
+    return [i for i in ids if i in keep]
 
 
 def read_split_file(path: str | Path, ids: Sequence[str]) -> dict[str, list[str]]:

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from segbench.datasets import DataError
-from segbench.datasets.splits import make_split, read_split_file, write_split_file
+from segbench.datasets.splits import make_split, read_split_file, train_subset, write_split_file
 
 IDS = [f"im{i:03d}" for i in range(50)]
 
@@ -50,3 +50,45 @@ def test_split_file_round_trip_and_errors(tmp_path):
     path.write_text("id,part\n")
     with pytest.raises(DataError, match="needs columns image_id,split"):
         read_split_file(path, IDS)
+
+
+FRACTIONS = (0.1, 0.25, 0.5, 1.0)
+
+
+def test_train_subset_nested_sizes_and_seeded():
+    for seed in range(5):
+        subsets = [train_subset(IDS, f, seed=seed) for f in FRACTIONS]
+        assert [len(s) for s in subsets] == [5, 13, 25, 50]  # round half up: 12.5 -> 13
+        for small, large in zip(subsets, subsets[1:]):
+            assert set(small) < set(large)
+        assert subsets[-1] == IDS
+        assert subsets == [train_subset(IDS, f, seed=seed) for f in FRACTIONS]
+    assert train_subset(IDS, 0.1, seed=0) != train_subset(IDS, 0.1, seed=1)
+    assert train_subset(IDS, 0.001, seed=0) != [] and len(train_subset(IDS, 0.001, seed=0)) == 1
+
+
+def test_train_subset_ignores_input_order_and_keeps_it():
+    shuffled = IDS[::-1]
+    subset = train_subset(shuffled, 0.25, seed=3)
+    assert sorted(subset) == sorted(train_subset(IDS, 0.25, seed=3))
+    assert subset == [i for i in shuffled if i in set(subset)]
+
+
+def test_train_subset_stratified_prefixes_keep_the_mix():
+    strata = [0] * 30 + [1] * 10 + [2] * 10
+    stratum = dict(zip(IDS, strata))
+    for f, expected in ((0.1, {0: 3, 1: 1, 2: 1}), (0.5, {0: 15, 1: 5, 2: 5})):
+        for seed in range(3):
+            assert Counter(stratum[i] for i in train_subset(IDS, f, seed=seed, strata=strata)) == Counter(expected)
+    nested = [set(train_subset(IDS, f, seed=0, strata=strata)) for f in FRACTIONS]
+    assert all(a < b for a, b in zip(nested, nested[1:]))
+
+
+def test_train_subset_bad_input():
+    for bad in (0, -0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"must be in \(0, 1\]"):
+            train_subset(IDS, bad, seed=0)
+    with pytest.raises(ValueError, match="at least one training image"):
+        train_subset([], 0.5, seed=0)
+    with pytest.raises(ValueError, match="one stratum per id"):
+        train_subset(IDS, 0.5, seed=0, strata=[0, 1])
