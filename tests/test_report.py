@@ -305,3 +305,66 @@ def test_report_is_reproducible(report_run, tmp_path):
     second = write_report(report_run, out_dir=tmp_path / "b", formats=("md",), figures=False)
     assert first == second and " [0." in first
     assert (tmp_path / "a" / "report.md").read_text() == first
+
+
+def test_report_from_the_tables_alone(report_run, tmp_path):
+    """A committed reference folder holds summary.csv, per_image.csv and environment.json, not cells/: the
+    report is written from them, leaving out (with a note) what needs the cell records."""
+    tables = tmp_path / "tables-only"
+    tables.mkdir()
+    for name in ("summary.csv", "per_image.csv", "environment.json"):
+        shutil.copy(report_run / name, tables / name)
+    out = tmp_path / "out"
+    assert main(["report", str(tables), "--out", str(out), "--format", "md"]) == 0
+    md = (out / "report.md").read_text()
+    assert "Note: No dataset-level intervals for cells whose folder under cells/ is missing." in md
+    assert "Note: No confusion matrices: the cell records under cells/ are missing." in md
+    assert (out / "figures" / "scores.png").is_file() and not list(tables.glob("report.*"))  # nothing written there
+    full, bare = scores_table(RunData.load(report_run), "synthetic"), scores_table(RunData.load(tables), "synthetic")
+    assert bare["dice_dataset"].tolist() == full["dice_dataset"].tolist()
+    assert bare["dice_per_image_low"].tolist() == full["dice_per_image_low"].tolist()  # from per_image.csv alone
+    assert bare["dice_dataset_low"].isna().all()
+
+
+def test_folds_of_a_cell_pool_to_the_cell(report_run, tmp_path):
+    """A cell cut into two 'folds' (each with its own records, as a K-fold run writes them) pools back to the
+    runner's numbers for the whole cell: dataset-level from the summed matrices, per-image over all images."""
+    folded = tmp_path / "folded"
+    shutil.copytree(report_run, folded, ignore=shutil.ignore_patterns("figures", "report.*", "predictions"))
+    summary = _summary(folded)
+    per_image = pd.read_csv(folded / "per_image.csv", dtype={"image_id": str})
+    pick = (summary["dataset"] == "synthetic") & (summary["method"] == "otsu") & (summary["seed"] == 0)
+    original = summary[pick].iloc[0]
+    cell = folded / "cells" / original["cell"]
+    record = json.loads((cell / "cell.json").read_text())
+    with np.load(cell / "confusion_per_image.npz") as data:
+        ids, cms = data["image_id"].astype(str), data["confusion"]
+    names = record["class_names"]
+    mine = (per_image["dataset"] == "synthetic") & (per_image["method"] == "otsu") & (per_image["seed"] == 0)
+    per_image["fold"] = np.nan
+    rows = []
+    for fold, part in enumerate(np.array_split(np.arange(len(ids)), 2)):
+        key = f"{original['cell']}-fold{fold}"
+        (folded / "cells" / key).mkdir()
+        (folded / "cells" / key / "cell.json").write_text(json.dumps({**record, "confusion_matrix": cms[part].sum(0).tolist()}))
+        np.savez(folded / "cells" / key / "confusion_per_image.npz", image_id=ids[part], confusion=cms[part])
+        s = scores_from_confusion(cms[part].sum(0))
+        images = mine & per_image["image_id"].isin(ids[part])
+        per_image.loc[images, "fold"] = fold
+        rows.append({**original.to_dict(), "cell": key, "fold": fold, "n_test": len(part),
+                     "dataset_dice_lesion": s["dice"][1], "dataset_iou_lesion": s["iou"][1],
+                     "per_image_dice_lesion": per_image.loc[images, "dice_lesion"].mean()})
+    pd.concat([summary[~pick], pd.DataFrame(rows)]).to_csv(folded / "summary.csv", index=False)
+    per_image.to_csv(folded / "per_image.csv", index=False)
+    run_data = RunData.load(folded)
+    pooled = run_data.ok("synthetic").set_index(["method", "seed"]).loc[("otsu", 0)]
+    assert pooled["n_test"] == original["n_test"] and pooled["n_folds"] == 2
+    for column in ("dataset_dice_lesion", "dataset_iou_lesion", "dataset_pixel_accuracy", "per_image_dice_lesion",
+                   "per_image_iou_lesion"):
+        assert pooled[column] == pytest.approx(original[column], rel=1e-12), column
+    full = scores_table(RunData.load(report_run), "synthetic").set_index("method").loc["otsu"]
+    table = scores_table(run_data, "synthetic")
+    assert not table.attrs["notes"]
+    table = table.set_index("method").loc["otsu"]
+    for key in ("dice_dataset", "dice_dataset_low", "dice_dataset_high", "dice_per_image_low", "iou_dataset_high"):
+        assert table[key] == pytest.approx(full[key], rel=1e-9), key

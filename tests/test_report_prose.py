@@ -69,3 +69,9 @@ def test_two_level_rows_never_get_the_interval_vs_test_sentences():
 
 def test_one_method_only():
     assert paired_sentence(_table([]), "lesion") == "One method only: nothing to compare."
+
+
+def test_long_lists_name_a_few_pairs_and_count_the_rest():
+    rows = [(f"m{i}", "z", 0.05, 0.01, 0.09, WILCOXON, 0.3) for i in range(20)]
+    text = paired_sentence(_table(rows), "lesion")
+    assert "m7 vs z" in text and "m8 vs z" not in text and "and 12 more pair(s) (see the table)" in text

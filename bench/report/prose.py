@@ -49,8 +49,14 @@ def paired_intro(label: str, *, several_seeds: bool) -> str:
             f"with one seed) and that p-value Holm-corrected over the pairs of this dataset.{seeds}")
 
 
+#: Pairs named in one sentence; the rest are counted (the table lists them all).
+MAX_NAMED_PAIRS = 8
+
+
 def _pairs(rows: pd.DataFrame) -> str:
-    return ", ".join(f"{r.method_a} vs {r.method_b} (p = {fmt_p(r.p)})" for r in rows.itertuples())
+    named = ", ".join(f"{r.method_a} vs {r.method_b} (p = {fmt_p(r.p)})" for r in rows.head(MAX_NAMED_PAIRS).itertuples())
+    more = len(rows) - MAX_NAMED_PAIRS
+    return named + (f" and {more} more pair(s) (see the table)" if more > 0 else "")
 
 
 def paired_sentence(table: pd.DataFrame, label: str, *, alpha: float = ALPHA) -> str:

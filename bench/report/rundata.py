@@ -274,6 +274,10 @@ def pool_folds(summary: pd.DataFrame, per_image: pd.DataFrame, cells: dict[Key, 
     rows = []
     for (dataset, method, seed), rows_ in groups:
         row = rows_.iloc[0].copy()
+        if len(rows_) == 1:  # one fold (or none): the row as the runner wrote it
+            row["n_folds"] = 1
+            rows.append(row)
+            continue
         row[numeric] = rows_[numeric].mean()
         row["n_test"], row["n_folds"], row["fold"] = rows_["n_test"].sum(), len(rows_), np.nan
         dataset_cols = [c for c in summary.columns if c.startswith("dataset_")]
