@@ -324,6 +324,10 @@ def test_report_from_the_tables_alone(report_run, tmp_path):
     assert bare["dice_dataset"].tolist() == full["dice_dataset"].tolist()
     assert bare["dice_per_image_low"].tolist() == full["dice_per_image_low"].tolist()  # from per_image.csv alone
     assert bare["dice_dataset_low"].isna().all()
+    (tables / "per_image.csv").unlink()  # the oldest reference folders hold summary.csv alone
+    md = write_report(tables, out_dir=out, formats=("md",))
+    assert "Note: No paired comparisons: the run folder has no per-image scores (per_image.csv)." in md
+    assert scores_table(RunData.load(tables), "synthetic")["dice_dataset"].tolist() == full["dice_dataset"].tolist()
 
 
 def test_folds_of_a_cell_pool_to_the_cell(report_run, tmp_path):

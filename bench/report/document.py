@@ -124,7 +124,9 @@ class _Report:
             scores = self.scores[dataset]
             blocks += [Para(dataset_intro(ok.iloc[0].to_dict(), several_seeds=bool((scores["seeds"] > 1).any()))),
                        Heading(3, "Scores"), Table(_scores_display(scores, label))]
-            if len(scores) > 1:
+            if len(scores) > 1 and not run.has_per_image(dataset):
+                self.note(dataset, "No paired comparisons: the run folder has no per-image scores (per_image.csv).")
+            elif len(scores) > 1:
                 paired = paired_table(run, dataset)
                 blocks += [Heading(3, "Paired comparisons"),
                            Para(paired_intro(label, several_seeds=bool((paired["seeds"] > 1).any()))),
@@ -219,9 +221,10 @@ class _Report:
         labels, long = {}, {}
         for ds, scores in self.scores.items():
             labels[ds] = headline_columns(run.summary, ds, prefix="dataset_")[0]
-            column = run.headline(ds)[1]
-            rows = run.per_image[(run.per_image["dataset"] == ds) & run.per_image["method"].isin(scores["method"])]
-            long[ds] = rows.rename(columns={column: "value"})[["method", "value"]].dropna()
+            if run.has_per_image(ds):
+                column = run.headline(ds)[1]
+                rows = run.per_image[(run.per_image["dataset"] == ds) & run.per_image["method"].isin(scores["method"])]
+                long[ds] = rows.rename(columns={column: "value"})[["method", "value"]].dropna()
         several = any((s["seeds"] > 1).any() for s in self.scores.values())
         blocks: list[Block] = [Heading(2, "Overview")]
         path = save_figure(scores_figure(self.scores, labels), fig_dir, "scores")

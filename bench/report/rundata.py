@@ -100,8 +100,15 @@ class RunData:
         label, dice, iou = headline_columns(self.summary, dataset, prefix="dataset_")
         return label, dice.removeprefix("dataset_"), iou.removeprefix("dataset_")
 
+    def has_per_image(self, dataset: str) -> bool:
+        """Whether ``per_image.csv`` has rows of the dataset (older reference folders lack the file)."""
+        return "dataset" in self.per_image.columns and bool((self.per_image["dataset"] == dataset).any())
+
     def per_image_values(self, dataset: str, method: str, column: str) -> pd.DataFrame:
-        """``(seeds x image ids)`` values of a ``per_image.csv`` column for the method's finished seeds."""
+        """``(seeds x image ids)`` values of a ``per_image.csv`` column for the method's finished seeds (empty
+        without per-image rows)."""
+        if not self.has_per_image(dataset):
+            return pd.DataFrame()
         seeds = self.ok(dataset).loc[lambda d: d["method"] == method, "seed"].tolist()
         rows = self.per_image[(self.per_image["dataset"] == dataset) & (self.per_image["method"] == method)
                               & self.per_image["seed"].isin(seeds)]

@@ -97,6 +97,10 @@ def scores_table(run: RunData, dataset: str) -> pd.DataFrame:
             row[key] = float(cells[column].mean())
         for metric in ("dice", "iou"):
             x = run.per_image_values(dataset, method, column=run.headline(dataset)[1 if metric == "dice" else 2])
+            if x.empty:
+                notes.append("No intervals: the run folder has no per-image scores (per_image.csv) for this dataset.")
+                row.update({f"{metric}_{a}_{b}": np.nan for a in ("dataset", "per_image") for b in ("low", "high")})
+                continue
             xs = x.to_numpy(float)
             ci = _checked(method, row[f"{metric}_per_image"], xs.shape[0], xs.shape[1],
                           lambda ws, wi, xs=xs: seed_mean(weighted_nanmean(xs, wi), ws), "per-image", notes)
@@ -160,8 +164,10 @@ def paired_table(run: RunData, dataset: str, *, alpha: float = ALPHA) -> pd.Data
     (``stats.paired_seeds_test``). P-values are Holm-corrected over all pairs of the dataset.
 
     Returns:
-        Columns ``PAIRED_COLUMNS``; empty with fewer than two methods.
+        Columns ``PAIRED_COLUMNS``; empty with fewer than two methods or without per-image scores.
     """
+    if not run.has_per_image(dataset):
+        return pd.DataFrame(columns=PAIRED_COLUMNS)
     column = run.headline(dataset)[1]
     methods = list(dict.fromkeys(run.ok(dataset)["method"]))
     values = {m: run.per_image_values(dataset, m, column) for m in methods}
