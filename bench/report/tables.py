@@ -35,6 +35,8 @@ __all__ = [
     "ALPHA",
     "PAIRED_COLUMNS",
     "SCORE_COLUMNS",
+    "TWO_LEVEL",
+    "WILCOXON",
     "brief_table",
     "paired_table",
     "per_class_iou_table",
@@ -51,6 +53,7 @@ SCORE_COLUMNS = [("dataset_pixel_accuracy", "pixel_accuracy"), ("dataset_mean_pi
 #: Columns of ``paired_table``.
 PAIRED_COLUMNS = ["method_a", "method_b", "seeds", "n_images", "dice_a", "dice_b", "diff", "diff_low", "diff_high",
                   "test", "p", "p_holm", "significant", "verdict"]
+#: Names of the paired tests (the ``test`` column): one common seed, several.
 WILCOXON, TWO_LEVEL = "Wilcoxon signed-rank", "seeds x images bootstrap"
 
 
@@ -64,11 +67,6 @@ def brief_table(summary: pd.DataFrame) -> str:
                      "Dice (dataset)": r.get(dice), "Dice (per image)": r.get(per_image), "scored class": label,
                      "train s": r.get("train_s"), "latency ms p50": r.get("latency_ms_p50")})
     return markdown_table(pd.DataFrame(rows)) if rows else "No cells."
-
-
-def _with_notes(table: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
-    table.attrs["notes"] = list(dict.fromkeys(notes))
-    return table
 
 
 def scores_table(run: RunData, dataset: str) -> pd.DataFrame:
@@ -102,46 +100,45 @@ def scores_table(run: RunData, dataset: str) -> pd.DataFrame:
                 row.update({f"{metric}_{a}_{b}": np.nan for a in ("dataset", "per_image") for b in ("low", "high")})
                 continue
             xs = x.to_numpy(float)
-            ci = _checked(method, row[f"{metric}_per_image"], xs.shape[0], xs.shape[1],
-                          lambda ws, wi, xs=xs: seed_mean(weighted_nanmean(xs, wi), ws), "per-image", notes)
+            ci, found = _checked(method, row[f"{metric}_per_image"], xs.shape[0], xs.shape[1],
+                                 lambda ws, wi, xs=xs: seed_mean(weighted_nanmean(xs, wi), ws), "per-image")
             row[f"{metric}_per_image_low"], row[f"{metric}_per_image_high"] = ci.low, ci.high
-            ci = _dataset_interval(run, dataset, method, seeds, list(x.columns), metric, class_name,
-                                   row[f"{metric}_dataset"], notes)
+            notes += found
+            ci, found = _dataset_interval(run, dataset, method, seeds, list(x.columns), metric, class_name,
+                                          row[f"{metric}_dataset"])
             row[f"{metric}_dataset_low"], row[f"{metric}_dataset_high"] = ci.low, ci.high
+            notes += found
         for column, name in SCORE_COLUMNS:
             row[name] = float(cells[column].mean()) if column in cells else np.nan
         rows.append(row)
     order = ["method", "family", "seeds", "n_images"]
     order += [f"{m}_{a}{s}" for m in ("dice", "iou") for a in ("dataset", "per_image") for s in ("", "_low", "_high")]
     order += [name for _, name in SCORE_COLUMNS]
-    table = pd.DataFrame(rows, columns=order).sort_values("dice_dataset", ascending=False, kind="stable")
-    return _with_notes(table.reset_index(drop=True), notes)
+    table = pd.DataFrame(rows, columns=order).sort_values("dice_dataset", ascending=False, kind="stable").reset_index(drop=True)
+    table.attrs["notes"] = list(dict.fromkeys(notes))
+    return table
 
 
 def _checked(method: str, expected: float, n_seeds: int, n_images: int,
-             statistic: Callable[[np.ndarray, np.ndarray], np.ndarray], what: str, notes: list[str]) -> Interval:
+             statistic: Callable[[np.ndarray, np.ndarray], np.ndarray], what: str) -> tuple[Interval, list[str]]:
     """Bootstrap interval (over images, and seeds when there are several), kept only if its point estimate
-    reproduces the table's value."""
+    reproduces the table's value; with a note when it does not."""
     if n_seeds == 1:
         ci = bootstrap_ci(lambda w: statistic(np.ones((*w.shape[:-1], 1)), w), n_images)  # any leading shape (BCa's jackknife)
     else:
         ci = seeds_images_ci(statistic, n_seeds, n_images)
     if not np.isclose(ci.estimate, expected, rtol=1e-9, atol=1e-12, equal_nan=True):
-        notes.append(f"No {what} interval for {method}: the records do not reproduce summary.csv "
-                     f"({ci.estimate:.6f} vs {expected:.6f}).")
-        return Interval(expected, float("nan"), float("nan"))
-    return ci
+        return Interval(expected, float("nan"), float("nan")), [
+            f"No {what} interval for {method}: the records do not reproduce summary.csv ({ci.estimate:.6f} vs {expected:.6f})."]
+    return ci, []
 
 
 def _dataset_interval(run: RunData, dataset: str, method: str, seeds: list[int], image_ids: list[str],
-                      metric: Literal["dice", "iou"], class_name: str, expected: float, notes: list[str]) -> Interval:
-    stacks = []
-    for s in seeds:
-        cms, note = run.confusions(dataset, method, s, image_ids)
-        notes += [note] if note else []
-        stacks.append(cms)
+                      metric: Literal["dice", "iou"], class_name: str, expected: float) -> tuple[Interval, list[str]]:
+    found = [run.confusions(dataset, method, s, image_ids) for s in seeds]
+    stacks, notes = [cms for cms, _ in found], [note for _, note in found if note]
     if any(s is None for s in stacks):
-        return Interval(expected, float("nan"), float("nan"))
+        return Interval(expected, float("nan"), float("nan")), notes
     names = (run.recorded_confusion(dataset, method, seeds[0]) or (None, []))[1]
     class_index = names.index(class_name) if class_name in names else None
     cms = np.stack(stacks)  # (S, N, C, C)
@@ -150,7 +147,8 @@ def _dataset_interval(run: RunData, dataset: str, method: str, seeds: list[int],
         per_seed = np.stack([confusion_score(c, image_w, score=metric, class_index=class_index) for c in cms], axis=-1)
         return seed_mean(per_seed, seed_w)
 
-    return _checked(method, expected, len(seeds), len(image_ids), statistic, "dataset-level", notes)
+    ci, more = _checked(method, expected, len(seeds), len(image_ids), statistic, "dataset-level")
+    return ci, notes + more
 
 
 def paired_table(run: RunData, dataset: str, *, alpha: float = ALPHA) -> pd.DataFrame:
