@@ -122,7 +122,7 @@ def _cmd_latency(args: argparse.Namespace) -> int:
 
     from segbench.run.environment import environment
     from segbench.measure.latency import method_latency_table
-    from segbench.report import latency_markdown
+    from segbench.measure.latency_report import latency_markdown
 
     sizes = []
     for text in _csv(args.sizes):

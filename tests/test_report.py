@@ -28,7 +28,7 @@ from segbench.report import (
     write_report,
 )
 from segbench.run.runner import RunConfig, run
-from segbench.report.stats import holm
+from segbench.report.stats import holm, paired_seeds_test
 
 DATASETS = {"synthetic": {"num_images": 30, "size": (48, 40)}, "synthetic-multiclass": {"num_images": 20, "size": (48, 40)}}
 FIGURES = ["scores", "accuracy_vs_latency", "per_image_dice", "qualitative_synthetic", "qualitative_synthetic-multiclass",
@@ -133,7 +133,7 @@ def test_scores_table_equals_summary_and_intervals_contain_estimates(report_run)
             # The rendered tables show the same numbers.
             cell = f"{row['dice_dataset']:.3f} [{row['dice_dataset_low']:.3f}, {row['dice_dataset_high']:.3f}]"
             assert cell in md and cell in page
-    assert not any("do not reproduce" in n for notes in data.notes.values() for n in notes)
+        assert not any("do not reproduce" in n for n in table.attrs["notes"])
 
 
 def test_per_class_iou_table_equals_summary(report_run):
@@ -147,25 +147,57 @@ def test_per_class_iou_table_equals_summary(report_run):
     assert "| lesion | hair | mean IoU |" in (report_run / "report.md").read_text()
 
 
-def test_paired_table_equals_per_image_csv_and_scipy(report_run):
-    per_image = pd.read_csv(report_run / "per_image.csv", dtype={"image_id": str})
-    table = paired_table(RunData.load(report_run), "synthetic")
-    assert len(table) == 3  # three methods, three pairs
-    means = per_image[per_image["dataset"] == "synthetic"].groupby(["method", "image_id"])["dice_lesion"].mean()
+def _matched(per_image: pd.DataFrame, a: str, b: str, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(seeds x images) headline Dice of two methods on their common images, straight from per_image.csv."""
+    rows = per_image[(per_image["dataset"] == "synthetic") & per_image["seed"].isin(seeds)]
+    wide = rows.pivot_table(index=["seed", "image_id"], columns="method", values="dice_lesion", dropna=False)
+    x, y = wide[a].unstack("image_id"), wide[b].unstack("image_id")
+    return x.to_numpy(float), y.to_numpy(float)
+
+
+def test_paired_table_one_seed_equals_per_image_csv_and_scipy(report_run, tmp_path):
+    """With one seed: Wilcoxon signed-rank on per-image differences, as scipy computes it."""
+    one = tmp_path / "one-seed"
+    shutil.copytree(report_run, one, ignore=shutil.ignore_patterns("figures", "report.*", "predictions"))
+    summary = _summary(one)
+    summary[summary["seed"] == 0].to_csv(one / "summary.csv", index=False)
+    per_image = pd.read_csv(one / "per_image.csv", dtype={"image_id": str})
+    table = paired_table(RunData.load(one), "synthetic")
+    assert len(table) == 3 and (table["test"] == "Wilcoxon signed-rank").all() and (table["seeds"] == 1).all()
     for r in table.itertuples():
-        both = pd.concat([means[r.method_a], means[r.method_b]], axis=1).dropna()
-        a, b = both.iloc[:, 0].to_numpy(), both.iloc[:, 1].to_numpy()
-        assert r.n_images == len(both)
+        x, y = _matched(per_image, r.method_a, r.method_b, [0])
+        keep = ~np.isnan(x[0] - y[0])
+        a, b = x[0][keep], y[0][keep]
+        assert r.n_images == keep.sum()
         assert r.dice_a == pytest.approx(a.mean()) and r.dice_b == pytest.approx(b.mean())
         assert r.diff == pytest.approx(a.mean() - b.mean())
         assert r.diff_low <= r.diff <= r.diff_high
-        assert r.p_wilcoxon == pytest.approx(scipy.stats.wilcoxon(a - b, zero_method="pratt").pvalue)
-    np.testing.assert_allclose(table["p_holm"], holm(table["p_wilcoxon"]))
+        assert r.p == pytest.approx(scipy.stats.wilcoxon(a - b, zero_method="pratt").pvalue)
+    np.testing.assert_allclose(table["p_holm"], holm(table["p"]))
+    assert (table["significant"] == (table["p_holm"] < 0.05)).all()
+
+
+def test_paired_table_several_seeds_matches_pairs_and_two_level_test(report_run):
+    """With two seeds: pairs matched on (seed, image); interval and p from the seeds x images bootstrap."""
+    per_image = pd.read_csv(report_run / "per_image.csv", dtype={"image_id": str})
+    table = paired_table(RunData.load(report_run), "synthetic")
+    assert len(table) == 3  # three methods, three pairs
+    assert (table["test"] == "seeds x images bootstrap").all() and (table["seeds"] == 2).all()
+    for r in table.itertuples():
+        x, y = _matched(per_image, r.method_a, r.method_b, [0, 1])
+        d = x - y
+        assert r.n_images == (~np.isnan(d)).any(axis=0).sum()
+        assert r.dice_a == pytest.approx(np.nanmean(np.where(np.isnan(d), np.nan, x)))
+        assert r.diff == pytest.approx(np.mean([np.nanmean(row) for row in d]))
+        ci, p = paired_seeds_test(d[:, ~np.isnan(d).all(axis=0)])
+        assert (r.diff_low, r.diff_high, r.p) == pytest.approx((ci.low, ci.high, p))
+        assert (r.diff_low > 0 or r.diff_high < 0) == (r.p < 0.05)  # one procedure: they agree
+    np.testing.assert_allclose(table["p_holm"], holm(table["p"]))
     assert (table["significant"] == (table["p_holm"] < 0.05)).all()
     assert (table["dice_a"] >= table["dice_b"]).all()  # A is the better method of each pair
     md = (report_run / "report.md").read_text()
     for r in table.itertuples():
-        assert f"| {r.method_a} | {r.method_b} | {r.n_images} |" in md
+        assert f"| {r.method_a} | {r.method_b} | {r.n_images} | 2 |" in md
 
 
 def test_html_is_self_contained_with_every_figure_embedded(report_run):
@@ -183,15 +215,14 @@ def test_intervals_rebuilt_from_predictions_for_older_run_folders(report_run, tm
     shutil.copytree(report_run, old)
     for npz in old.glob("cells/*/confusion_per_image.npz"):
         npz.unlink()
-    before, after = RunData.load(report_run), RunData.load(old)
-    pd.testing.assert_frame_equal(scores_table(before, "synthetic"), scores_table(after, "synthetic"))
-    assert any("rebuilt from the saved predictions" in n for n in after.notes["synthetic"])
+    before, after = scores_table(RunData.load(report_run), "synthetic"), scores_table(RunData.load(old), "synthetic")
+    pd.testing.assert_frame_equal(before, after)
+    assert any("rebuilt from the saved predictions" in n for n in after.attrs["notes"])
     shutil.rmtree(old / "predictions")  # neither source: the table keeps its numbers, without intervals
-    bare = RunData.load(old)
-    table = scores_table(bare, "synthetic")
-    assert table["dice_dataset"].tolist() == scores_table(before, "synthetic")["dice_dataset"].tolist()
+    table = scores_table(RunData.load(old), "synthetic")
+    assert table["dice_dataset"].tolist() == before["dice_dataset"].tolist()
     assert table["dice_dataset_low"].isna().all() and table["dice_per_image_low"].notna().all()
-    assert any("No dataset-level intervals" in n for n in bare.notes["synthetic"])
+    assert any("No dataset-level intervals" in n for n in table.attrs["notes"])
 
 
 def test_grid_skipped_with_a_note_when_images_cannot_be_loaded(report_run, tmp_path):
@@ -274,3 +305,70 @@ def test_report_is_reproducible(report_run, tmp_path):
     second = write_report(report_run, out_dir=tmp_path / "b", formats=("md",), figures=False)
     assert first == second and " [0." in first
     assert (tmp_path / "a" / "report.md").read_text() == first
+
+
+def test_report_from_the_tables_alone(report_run, tmp_path):
+    """A committed reference folder holds summary.csv, per_image.csv and environment.json, not cells/: the
+    report is written from them, leaving out (with a note) what needs the cell records."""
+    tables = tmp_path / "tables-only"
+    tables.mkdir()
+    for name in ("summary.csv", "per_image.csv", "environment.json"):
+        shutil.copy(report_run / name, tables / name)
+    out = tmp_path / "out"
+    assert main(["report", str(tables), "--out", str(out), "--format", "md"]) == 0
+    md = (out / "report.md").read_text()
+    assert "Note: No dataset-level intervals for cells whose folder under cells/ is missing." in md
+    assert "Note: No confusion matrices: the cell records under cells/ are missing." in md
+    assert (out / "figures" / "scores.png").is_file() and not list(tables.glob("report.*"))  # nothing written there
+    full, bare = scores_table(RunData.load(report_run), "synthetic"), scores_table(RunData.load(tables), "synthetic")
+    assert bare["dice_dataset"].tolist() == full["dice_dataset"].tolist()
+    assert bare["dice_per_image_low"].tolist() == full["dice_per_image_low"].tolist()  # from per_image.csv alone
+    assert bare["dice_dataset_low"].isna().all()
+    (tables / "per_image.csv").unlink()  # the oldest reference folders hold summary.csv alone
+    md = write_report(tables, out_dir=out, formats=("md",))
+    assert "Note: No paired comparisons: the run folder has no per-image scores (per_image.csv)." in md
+    assert scores_table(RunData.load(tables), "synthetic")["dice_dataset"].tolist() == full["dice_dataset"].tolist()
+
+
+def test_folds_of_a_cell_pool_to_the_cell(report_run, tmp_path):
+    """A cell cut into two 'folds' (each with its own records, as a K-fold run writes them) pools back to the
+    runner's numbers for the whole cell: dataset-level from the summed matrices, per-image over all images."""
+    folded = tmp_path / "folded"
+    shutil.copytree(report_run, folded, ignore=shutil.ignore_patterns("figures", "report.*", "predictions"))
+    summary = _summary(folded)
+    per_image = pd.read_csv(folded / "per_image.csv", dtype={"image_id": str})
+    pick = (summary["dataset"] == "synthetic") & (summary["method"] == "otsu") & (summary["seed"] == 0)
+    original = summary[pick].iloc[0]
+    cell = folded / "cells" / original["cell"]
+    record = json.loads((cell / "cell.json").read_text())
+    with np.load(cell / "confusion_per_image.npz") as data:
+        ids, cms = data["image_id"].astype(str), data["confusion"]
+    names = record["class_names"]
+    mine = (per_image["dataset"] == "synthetic") & (per_image["method"] == "otsu") & (per_image["seed"] == 0)
+    per_image["fold"] = np.nan
+    rows = []
+    for fold, part in enumerate(np.array_split(np.arange(len(ids)), 2)):
+        key = f"{original['cell']}-fold{fold}"
+        (folded / "cells" / key).mkdir()
+        (folded / "cells" / key / "cell.json").write_text(json.dumps({**record, "confusion_matrix": cms[part].sum(0).tolist()}))
+        np.savez(folded / "cells" / key / "confusion_per_image.npz", image_id=ids[part], confusion=cms[part])
+        s = scores_from_confusion(cms[part].sum(0))
+        images = mine & per_image["image_id"].isin(ids[part])
+        per_image.loc[images, "fold"] = fold
+        rows.append({**original.to_dict(), "cell": key, "fold": fold, "n_test": len(part),
+                     "dataset_dice_lesion": s["dice"][1], "dataset_iou_lesion": s["iou"][1],
+                     "per_image_dice_lesion": per_image.loc[images, "dice_lesion"].mean()})
+    pd.concat([summary[~pick], pd.DataFrame(rows)]).to_csv(folded / "summary.csv", index=False)
+    per_image.to_csv(folded / "per_image.csv", index=False)
+    run_data = RunData.load(folded)
+    pooled = run_data.ok("synthetic").set_index(["method", "seed"]).loc[("otsu", 0)]
+    assert pooled["n_test"] == original["n_test"] and pooled["n_folds"] == 2
+    for column in ("dataset_dice_lesion", "dataset_iou_lesion", "dataset_pixel_accuracy", "per_image_dice_lesion",
+                   "per_image_iou_lesion"):
+        assert pooled[column] == pytest.approx(original[column], rel=1e-12), column
+    full = scores_table(RunData.load(report_run), "synthetic").set_index("method").loc["otsu"]
+    table = scores_table(run_data, "synthetic")
+    assert not table.attrs["notes"]
+    table = table.set_index("method").loc["otsu"]
+    for key in ("dice_dataset", "dice_dataset_low", "dice_dataset_high", "dice_per_image_low", "iou_dataset_high"):
+        assert table[key] == pytest.approx(full[key], rel=1e-9), key

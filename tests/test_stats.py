@@ -1,13 +1,25 @@
-"""Bootstrap intervals, dataset-level scores of resampled confusion matrices, Wilcoxon and Holm."""
+"""Bootstrap intervals, dataset-level scores of resampled confusion matrices, Wilcoxon, Holm, seeds x images."""
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pytest
 import scipy.stats
 
 from segbench.measure.metrics import scores_from_confusion
-from segbench.report.stats import bootstrap_ci, confusion_score, holm, weighted_nanmean, wilcoxon_p
+from segbench.report.stats import (
+    bootstrap_ci,
+    confusion_score,
+    holm,
+    paired_seeds_test,
+    seed_mean,
+    seeds_images_bootstrap,
+    seeds_images_ci,
+    weighted_nanmean,
+    wilcoxon_p,
+)
 
 
 def test_weighted_nanmean_matches_explicit_resample():
@@ -67,3 +79,80 @@ def test_holm_step_down():
     np.testing.assert_allclose(holm([0.5, 0.9]), [1.0, 1.0])
     out = holm([np.nan, 0.02])
     assert np.isnan(out[0]) and out[1] == pytest.approx(0.02)
+
+
+# ----------------------------------------------------------------------------------- seeds x images
+
+
+def _exact_two_level(x: np.ndarray) -> np.ndarray:
+    """Every equally likely resample of a crossed (seeds x images) table, by explicit loops: draw S seeds
+    and N images with replacement (all S**S * N**N ordered draws), the same images for every drawn seed;
+    the statistic is the mean over drawn seeds of the mean over drawn images."""
+    s, n = x.shape
+    values = []
+    for seeds in itertools.product(range(s), repeat=s):
+        for images in itertools.product(range(n), repeat=n):
+            values.append(np.mean([np.mean([x[a, i] for i in images]) for a in seeds]))
+    return np.array(values)
+
+
+# Large seed and image effects: resampling images separately per seed would halve the image part.
+_X = np.array([[0.10, 0.55, 0.90], [0.30, 0.70, 0.95]])
+
+
+def test_seed_mean_matches_explicit_repeats():
+    per_seed = np.array([[0.2, np.nan, 0.8], [0.2, np.nan, 0.8]])
+    weights = np.array([[1, 1, 1], [0, 3, 0]])
+    assert seed_mean(per_seed, weights)[0] == pytest.approx(np.nanmean([0.2, np.nan, 0.8]))
+    assert np.isnan(seed_mean(per_seed, weights)[1])  # only an undefined seed drawn
+
+
+def test_two_level_bootstrap_matches_exact_enumeration():
+    exact = _exact_two_level(_X)
+    assert exact.size == 2**2 * 3**3
+    draws = seeds_images_bootstrap(lambda sw, iw: seed_mean(weighted_nanmean(_X, iw), sw), 2, 3, n_resamples=200_000)
+    assert draws.mean() == pytest.approx(exact.mean(), abs=4 * exact.std() / np.sqrt(draws.size))
+    assert draws.var() == pytest.approx(exact.var(), rel=0.02)
+    # Images resampled independently within each seed would give a clearly smaller variance (a wrong design).
+    draws_per_seed = list(itertools.product(range(3), repeat=3))
+    nested = np.array([np.mean([np.mean(_X[a, images[k]]) for k, a in enumerate(seeds)])
+                       for seeds in itertools.product(range(2), repeat=2)
+                       for images in itertools.product(draws_per_seed, repeat=2)])
+    assert nested.var() < 0.8 * draws.var()
+
+
+def test_paired_seeds_test_uses_the_two_level_standard_error():
+    exact = _exact_two_level(_X)
+    ci, p = paired_seeds_test(_X, n_resamples=200_000)
+    se = exact.std()
+    assert ci.estimate == pytest.approx(_X.mean())
+    assert (ci.high - ci.estimate) / 1.959964 == pytest.approx(se, rel=0.02)
+    assert p == pytest.approx(2 * scipy.stats.norm.sf(_X.mean() / se), rel=0.05)
+    assert (ci.low > 0) == (p < 0.05)  # one procedure: the interval and the test agree
+
+
+def test_paired_seeds_test_edge_cases():
+    assert paired_seeds_test(np.zeros((3, 5)))[1] == 1.0
+    assert paired_seeds_test(np.full((3, 5), 0.1))[1] == 0.0
+    ci, p = paired_seeds_test(np.array([[0.1], [0.2]]))  # one image: no interval
+    assert np.isnan(p) and np.isnan(ci.low)
+    # NaN pairs are left out of their seed's mean.
+    d = np.array([[0.1, np.nan, 0.3], [0.0, 0.2, np.nan]])
+    assert paired_seeds_test(d)[0].estimate == pytest.approx(np.mean([0.2, 0.1]))
+
+
+def test_seeds_images_ci_contains_estimate_and_is_reproducible():
+    rng = np.random.default_rng(1)
+    x = rng.beta(5, 2, (3, 30))
+
+    def stat(sw, iw):
+        return seed_mean(weighted_nanmean(x, iw), sw)
+
+    first, second = seeds_images_ci(stat, 3, 30), seeds_images_ci(stat, 3, 30)
+    assert first == second and first.low < first.estimate < first.high
+    assert first.estimate == pytest.approx(x.mean())
+    # Training noise widens the interval: a seed offset the one-level bootstrap cannot see.
+    shifted = x + np.array([[-0.1], [0.0], [0.1]])
+    one_level = bootstrap_ci(lambda w: weighted_nanmean(shifted, w).mean(axis=-1), 30)
+    two_level = seeds_images_ci(lambda sw, iw: seed_mean(weighted_nanmean(shifted, iw), sw), 3, 30)
+    assert two_level.high - two_level.low > 1.5 * (one_level.high - one_level.low)

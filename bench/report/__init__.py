@@ -1,4 +1,26 @@
-"""Reports of a run folder: tables, statistics, prose, figures, Markdown and HTML."""
+"""Reports of a run folder, read from its records alone (never by re-running methods).
 
-from segbench.report.core import *  # noqa: F401,F403
-from segbench.report.core import __all__  # noqa: F401
+One room per concern: ``rundata`` (loading a run folder, its compatibility code, folds pooled), ``stats``
+(bootstrap intervals over images, and over seeds x images; paired tests; Holm), ``tables`` (the numeric
+tables and the CLI's short table), ``prose`` (the automatic sentences), ``render`` (Markdown and HTML),
+``figures`` and ``document`` (the report's content and ``write_report``).
+"""
+
+from segbench.report.document import MAX_GRID_METHODS, write_report
+from segbench.report.format import markdown_table
+from segbench.report.rundata import RunData, headline_columns
+from segbench.report.tables import ALPHA, brief_table, paired_table, per_class_iou_table, scores_table, select_grid_images
+
+__all__ = [
+    "ALPHA",
+    "MAX_GRID_METHODS",
+    "RunData",
+    "brief_table",
+    "headline_columns",
+    "markdown_table",
+    "paired_table",
+    "per_class_iou_table",
+    "scores_table",
+    "select_grid_images",
+    "write_report",
+]

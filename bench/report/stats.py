@@ -14,6 +14,14 @@ Intervals are BCa (bias-corrected and accelerated, ``scipy.stats.bootstrap``) wi
 report is reproducible; where BCa is undefined (every resample gives the same value) the percentile interval
 is used. Paired comparisons use the Wilcoxon signed-rank test on per-image differences with Holm's step-down
 correction over the pairs of a dataset.
+
+With several training seeds a score varies with the seed as well as with the images. Every seed is scored
+on the same images (a crossed design), so a *two-level bootstrap* resamples seeds with replacement and,
+independently, images with replacement, and uses the same image draw for every seed of a resample (the
+"pigeonhole" bootstrap of crossed designs, Owen 2007). Resampling images separately within each seed would
+treat one image's difficulty as independent across seeds and shrink the image part of the variance by the
+number of seeds. A statistic is then a function of ``(seed weights, image weights)``; see
+``seeds_images_bootstrap``, ``seeds_images_ci`` and ``paired_seeds_test``.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import scipy.special
 import scipy.stats
 
 __all__ = [
@@ -33,6 +42,10 @@ __all__ = [
     "confusion_score",
     "holm",
     "wilcoxon_p",
+    "seed_mean",
+    "seeds_images_bootstrap",
+    "seeds_images_ci",
+    "paired_seeds_test",
 ]
 
 #: Resamples per interval: enough for stable 95% BCa bounds at two decimals on a few hundred images.
@@ -198,3 +211,122 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     adjusted = np.maximum.accumulate(p[order] * (m - np.arange(m)))
     out[order] = np.minimum(adjusted, 1.0)
     return out
+
+
+# --------------------------------------------------------------------------------------------------------
+# Seeds x images: training noise and test-image sampling together
+
+
+def seed_mean(per_seed: np.ndarray, seed_weights: np.ndarray) -> np.ndarray:
+    """Mean over seeds with resampling weights, NaN seeds left out: ``(B, S), (B, S) -> (B,)``."""
+    per_seed = np.asarray(per_seed, dtype=np.float64)
+    w = np.broadcast_to(np.asarray(seed_weights, dtype=np.float64), per_seed.shape)
+    defined = ~np.isnan(per_seed)
+    total = np.where(defined, per_seed * w, 0.0).sum(axis=-1)
+    count = np.where(defined, w, 0.0).sum(axis=-1)
+    out = np.full(total.shape, np.nan)
+    return np.divide(total, count, out=out, where=count > 0)
+
+
+def seeds_images_bootstrap(
+    statistic: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    n_seeds: int,
+    n_images: int,
+    *,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = SEED,
+    batch: int = 500,
+) -> np.ndarray:
+    """Bootstrap distribution of a statistic of ``n_seeds x n_images`` crossed data.
+
+    Each resample draws ``n_seeds`` seeds with replacement and, independently, ``n_images`` images with
+    replacement; the same image draw serves every seed (each seed was scored on the same images).
+
+    Args:
+        statistic: Maps ``(B, n_seeds)`` seed weights and ``(B, n_images)`` image weights (resample counts)
+            to ``(B,)`` values; all-ones weights give the point estimate.
+        n_seeds: Number of seeds.
+        n_images: Number of images.
+        n_resamples: Resamples.
+        seed: Seed of the resampling (fixed: reports are reproducible).
+        batch: Resamples evaluated at once (bounds memory).
+
+    Returns:
+        ``(n_resamples,)`` replicate values (NaN where the statistic is undefined on a resample).
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for start in range(0, n_resamples, batch):
+        b = min(batch, n_resamples - start)
+        seeds = _counts(rng.integers(0, n_seeds, (b, n_seeds)), n_seeds)
+        images = _counts(rng.integers(0, n_images, (b, n_images)), n_images)
+        out.append(np.asarray(statistic(seeds, images), dtype=np.float64))
+    return np.concatenate(out) if out else np.empty(0)
+
+
+def seeds_images_ci(
+    statistic: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    n_seeds: int,
+    n_images: int,
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = SEED,
+) -> Interval:
+    """Percentile interval of the two-level (seeds, images) bootstrap (``seeds_images_bootstrap``).
+
+    Percentile, not BCa: BCa's acceleration comes from a jackknife over one sampling unit, and here there
+    are two. Bounds are NaN with fewer than 2 images or an undefined estimate.
+    """
+    estimate = float(statistic(np.ones((1, n_seeds)), np.ones((1, n_images)))[0]) if n_images and n_seeds else float("nan")
+    if n_images < 2 or np.isnan(estimate):
+        return Interval(estimate, float("nan"), float("nan"))
+    values = seeds_images_bootstrap(statistic, n_seeds, n_images, n_resamples=n_resamples, seed=seed)
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return Interval(estimate, float("nan"), float("nan"))
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return Interval(estimate, float(low), float(high))
+
+
+def paired_seeds_test(
+    differences: np.ndarray,
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = SEED,
+) -> tuple[Interval, float]:
+    """Mean paired difference over matched (seed, image) pairs, its interval and a two-sided p-value.
+
+    The estimate is the mean over seeds of each seed's mean over images (NaN pairs left out). Its standard
+    error ``se`` is the standard deviation of the two-level bootstrap distribution (``seeds_images_bootstrap``:
+    seeds and images resampled, so training noise counts); the interval is ``estimate +- z * se`` and the
+    p-value ``2 * (1 - Phi(|estimate| / se))``. Interval and test are one procedure, so the interval excludes 0
+    exactly when ``p < 1 - confidence``. A normal reference rather than bootstrap tail counts, because p-values
+    are Holm-corrected over many pairs and tail counts cannot go below ``1 / n_resamples``.
+
+    Args:
+        differences: ``(S, N)`` differences ``A - B``, row = seed, column = image; NaN where undefined.
+
+    Returns:
+        ``(interval, p)``; p = 1 when every difference is 0, 0 when they are all the same non-zero value,
+        NaN (and NaN bounds) with fewer than 2 images.
+    """
+    d = np.asarray(differences, dtype=np.float64)
+    n_seeds, n_images = d.shape
+
+    def statistic(seed_w: np.ndarray, image_w: np.ndarray) -> np.ndarray:
+        # weighted_nanmean: (B, N) x (S, N) -> (B, S), one mean per seed; then the weighted mean of the seeds.
+        return seed_mean(weighted_nanmean(d, image_w), seed_w)
+
+    estimate = float(statistic(np.ones((1, n_seeds)), np.ones((1, n_images)))[0])
+    if n_images < 2 or np.isnan(estimate):
+        return Interval(estimate, float("nan"), float("nan")), float("nan")
+    values = seeds_images_bootstrap(statistic, n_seeds, n_images, n_resamples=n_resamples, seed=seed)
+    se = float(np.nanstd(values, ddof=1))
+    if se == 0:
+        return Interval(estimate, estimate, estimate), 1.0 if estimate == 0 else 0.0
+    z = scipy.special.ndtri(0.5 + confidence / 2)
+    p = float(2 * scipy.special.ndtr(-abs(estimate) / se))
+    return Interval(estimate, estimate - z * se, estimate + z * se), p

@@ -1,0 +1,286 @@
+"""The report of a run folder: its content as blocks (``segbench.report.render``), written as Markdown and HTML.
+
+``write_report(run_dir)`` writes, into the run folder or ``out_dir``:
+
+* ``report.md``: tables and links to ``figures/*.png`` (for a README);
+* ``report.html``: one self-contained page (figures embedded as data URIs, tables, environment, config);
+* ``figures/<name>.png`` and ``.svg``: scores with 95% bootstrap intervals, accuracy against latency with
+  the Pareto front, per-image score distributions, a qualitative grid per dataset and, for multi-class
+  datasets, row-normalised confusion matrices.
+
+Numbers come from ``summary.csv`` and ``per_image.csv`` (``segbench.report.tables``). Dataset-level
+intervals, confusion matrices and the qualitative grid need more (cell records, saved predictions, the
+dataset's images); where the run folder lacks them, e.g. a committed reference folder without ``cells/``,
+that part is left out with a note in the report.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from segbench.measure.metrics import confusion_matrix, scores_from_confusion
+from segbench.report.figures import (
+    GridRow,
+    accuracy_latency_figure,
+    confusion_figure,
+    per_image_figure,
+    qualitative_figure,
+    save_figure,
+    scores_figure,
+)
+from segbench.report.format import fmt, fmt_ci, fmt_p
+from segbench.report.prose import dataset_intro, paired_intro, paired_sentence
+from segbench.report.render import Block, Code, Details, Figure, Heading, Para, Table, to_html, to_markdown
+from segbench.report.rundata import RunData, headline_columns
+from segbench.report.tables import paired_table, per_class_iou_table, scores_table, select_grid_images
+from segbench.run.records import prediction_dir, slug
+
+__all__ = ["write_report", "MAX_GRID_METHODS"]
+
+#: Methods shown in a qualitative grid (the best ones by the headline score); more make unreadable rows.
+MAX_GRID_METHODS = 6
+Format = Literal["md", "html"]
+
+
+def _scores_display(table: pd.DataFrame, label: str) -> pd.DataFrame:
+    out = pd.DataFrame({"method": table["method"], "seeds": table["seeds"], "images": table["n_images"]})
+    for metric, name in (("dice", "Dice"), ("iou", "IoU")):
+        for agg, agg_name in (("dataset", "dataset-level"), ("per_image", "per-image mean")):
+            out[f"{name} {label}, {agg_name} [95% CI]"] = [
+                fmt_ci(e, lo, hi) for e, lo, hi in table[[f"{metric}_{agg}", f"{metric}_{agg}_low", f"{metric}_{agg}_high"]].to_numpy(float)
+            ]
+    out["pixel acc (dataset)"] = table["pixel_accuracy"].map(fmt)
+    out["mPA (dataset)"] = table["mean_pixel_accuracy"].map(fmt)
+    out["train s"] = table["train_s"].map(lambda v: fmt(v, 1))
+    out["latency ms p50"] = table["latency_ms_p50"].map(lambda v: fmt(v, 1))
+    out["latency ms p95"] = table["latency_ms_p95"].map(lambda v: fmt(v, 1))
+    return out
+
+
+def _paired_display(table: pd.DataFrame, label: str) -> pd.DataFrame:
+    return pd.DataFrame({
+        "A": table["method_a"],
+        "B": table["method_b"],
+        "images": table["n_images"],
+        "seeds": table["seeds"],
+        f"mean Dice {label} A": table["dice_a"].map(fmt),
+        f"mean Dice {label} B": table["dice_b"].map(fmt),
+        "A − B [95% CI]": [fmt_ci(e, lo, hi) for e, lo, hi in table[["diff", "diff_low", "diff_high"]].to_numpy(float)],
+        "test": table["test"],
+        "p": table["p"].map(fmt_p),
+        "Holm p": table["p_holm"].map(fmt_p),
+        "verdict": table["verdict"],
+    })
+
+
+class _Report:
+    """Builds the blocks of one report; owns the notes of what it left out (per dataset) and its tables."""
+
+    def __init__(self, run: RunData, fig_dir: Path | None) -> None:
+        self.run, self.fig_dir = run, fig_dir
+        self.notes: dict[str, list[str]] = {}
+        # The overview figures and each dataset's section share one scores table per dataset.
+        self.scores: dict[str, pd.DataFrame] = {}
+        for ds in run.datasets():
+            if not run.ok(ds).empty:
+                self.scores[ds] = scores_table(run, ds)
+                self.note(ds, *self.scores[ds].attrs.get("notes", []))
+
+    def note(self, dataset: str, *texts: str) -> None:
+        notes = self.notes.setdefault(dataset, [])
+        notes += [t for t in texts if t not in notes]
+
+    def blocks(self) -> list[Block]:
+        run, env = self.run, self.run.environment
+        blocks: list[Block] = [Heading(1, f"segbench report: {run.run_dir.name}")]
+        if env:
+            blocks.append(Para(f"Run {env.get('created')} on {env.get('cpu')} ({env.get('torch_threads')} torch threads"
+                               + (f", GPU {env['gpu']}" if env.get("gpu") else "") + f"), segbench commit {env.get('git_commit')}."))
+        if run.summary.empty:
+            return blocks + [Para("No finished cells yet.")]
+        if self.fig_dir is not None:
+            blocks += self._overview()
+        for ds in run.datasets():
+            blocks += self._dataset(ds)
+        failed = run.summary[run.summary["status"] == "failed"]
+        if len(failed):
+            blocks += [Heading(2, "Failed cells"), Table(failed[["dataset", "method", "seed", "error"]].astype(str))]
+        return blocks + self._environment()
+
+    def _dataset(self, dataset: str) -> list[Block]:
+        run = self.run
+        d = run.summary[run.summary["dataset"] == dataset]
+        ok = run.ok(dataset)
+        blocks: list[Block] = [Heading(2, dataset)]
+        if not ok.empty:
+            label = headline_columns(run.summary, dataset, prefix="dataset_")[0]
+            scores = self.scores[dataset]
+            blocks += [Para(dataset_intro(ok.iloc[0].to_dict(), several_seeds=bool((scores["seeds"] > 1).any()))),
+                       Heading(3, "Scores"), Table(_scores_display(scores, label))]
+            if len(scores) > 1 and not run.has_per_image(dataset):
+                self.note(dataset, "No paired comparisons: the run folder has no per-image scores (per_image.csv).")
+            elif len(scores) > 1:
+                paired = paired_table(run, dataset)
+                blocks += [Heading(3, "Paired comparisons"),
+                           Para(paired_intro(label, several_seeds=bool((paired["seeds"] > 1).any()))),
+                           Table(_paired_display(paired, label)), Para(paired_sentence(paired, label))]
+            multi = sum(1 for c in run.summary.columns if c.startswith("dataset_iou_") and ok[c].notna().any()) > 2
+            if multi:
+                blocks += [Heading(3, "Per-class IoU (dataset-level)"),
+                           Table(per_class_iou_table(run, dataset).map(lambda v: fmt(v) if not isinstance(v, str) else v))]
+                if self.fig_dir is not None:
+                    blocks += self._confusion(dataset)
+            if self.fig_dir is not None:
+                blocks += self._grid(dataset, scores)
+        skipped = d[d["status"] == "skipped"].drop_duplicates("method")
+        blocks += [Para(f"Skipped: {r.method} ({r.error}).") for r in skipped.itertuples()]
+        return blocks + [Para(f"Note: {n}") for n in self.notes.get(dataset, [])]
+
+    def _confusion(self, dataset: str) -> list[Block]:
+        run, fig_dir = self.run, self.fig_dir
+        assert fig_dir is not None
+        matrices, names = {}, None
+        for method, cells in run.ok(dataset).groupby("method", sort=False):
+            recorded = [run.recorded_confusion(dataset, method, s) for s in cells["seed"]]
+            if all(r is not None for r in recorded):
+                matrices[method] = np.sum([r[0] for r in recorded if r is not None], axis=0)
+                names = recorded[0][1] if recorded[0] else None
+        if not matrices or names is None:
+            self.note(dataset, "No confusion matrices: the cell records under cells/ are missing.")
+            return []
+        path = save_figure(confusion_figure(matrices, names, dataset=dataset), fig_dir, f"confusion_{slug(dataset)}")
+        return [Figure(path, f"{dataset}: dataset-level confusion matrices, each row normalised to 1 (rows = truth, "
+                             "summed over seeds): where each class's pixels went.")]
+
+    def _grid(self, dataset: str, scores: pd.DataFrame) -> list[Block]:
+        run, fig_dir = self.run, self.fig_dir
+        assert fig_dir is not None
+        seed = int(run.ok(dataset)["seed"].min())
+        methods = [m for m in scores["method"] if prediction_dir(run.run_dir, dataset, m, seed).is_dir()]
+        stale = [m for m in methods if not run.predictions_match(dataset, m, seed)]
+        if stale:
+            self.note(dataset, f"Not in the qualitative grid: {', '.join(stale)}: their saved predictions are from another "
+                               "cell (a later run with other settings overwrote them); rerun with --save-predictions.")
+            methods = [m for m in methods if m not in stale]
+        if not methods:
+            self.note(dataset, "No qualitative grid: no saved predictions (run with --save-predictions).")
+            return []
+        try:
+            data = run.dataset(dataset)
+        except LookupError as exc:
+            self.note(dataset, f"No qualitative grid: the dataset's images cannot be loaded ({exc}).")
+            return []
+        column = run.headline(dataset)[1]
+        by_method = {m: run.per_image_values(dataset, m, column) for m in methods}
+        shown = [m for m in methods if seed in by_method[m].index][:MAX_GRID_METHODS]
+        if not shown:
+            self.note(dataset, f"No qualitative grid: no method has per-image scores for seed {seed}.")
+            return []
+        values = pd.DataFrame({m: by_method[m].loc[seed] for m in shown})
+        rows = []
+        for label, image_id in select_grid_images(values.sort_index(), shown[0]):
+            sample = data.load(image_id)
+            preds: dict[str, np.ndarray | None] = {}
+            dice: dict[str, float] = {}
+            for m in shown:
+                path = run.prediction_path(dataset, m, seed, image_id)
+                preds[m] = np.asarray(Image.open(path)).astype(np.int64) if path.is_file() else None
+                if preds[m] is None:
+                    continue
+                s = scores_from_confusion(confusion_matrix(sample.mask, preds[m], data.num_classes,
+                                                           ignore_index=data.ignore_index, ignore_mask=sample.ignore))
+                dice[m] = float(s["dice"][1]) if data.num_classes == 2 else float(s["mean_dice"])
+                expected = float(values.loc[image_id, m]) if m in values else float("nan")
+                if not np.isclose(dice[m], expected, rtol=1e-6, equal_nan=True):
+                    self.note(dataset, f"The saved prediction of {m} for {image_id} scores {dice[m]:.3f}, not the table's "
+                                       f"{expected:.3f}: the predictions folder may hold an earlier setting's output.")
+            rows.append(GridRow(label, image_id, sample.image, sample.mask, preds, dice))
+        if not rows:
+            self.note(dataset, "No qualitative grid: no per-image scores to choose images by.")
+            return []
+        fig = qualitative_figure(rows, list(data.class_names), ignore_index=data.ignore_index, dataset=dataset)
+        path = save_figure(fig, fig_dir, f"qualitative_{slug(dataset)}", quantize=True)
+        legend = ("overlays: yellow = true lesion; per method green = correct, red = false positive, blue = missed"
+                  .replace("lesion", str(data.class_names[1])) if data.num_classes == 2 else "overlays: predicted classes")
+        more = f" Only the {MAX_GRID_METHODS} best methods are shown." if len(methods) > MAX_GRID_METHODS else ""
+        return [Figure(path, f"{dataset}: best, median and worst test image for {shown[0]} (best dataset-level Dice) and "
+                             f"the image where methods disagree most (seed {seed}); {legend}.{more}")]
+
+    def _overview(self) -> list[Block]:
+        run, fig_dir = self.run, self.fig_dir
+        assert fig_dir is not None
+        if not self.scores:
+            return []
+        labels, long = {}, {}
+        for ds, scores in self.scores.items():
+            labels[ds] = headline_columns(run.summary, ds, prefix="dataset_")[0]
+            if run.has_per_image(ds):
+                column = run.headline(ds)[1]
+                rows = run.per_image[(run.per_image["dataset"] == ds) & run.per_image["method"].isin(scores["method"])]
+                long[ds] = rows.rename(columns={column: "value"})[["method", "value"]].dropna()
+        several = any((s["seeds"] > 1).any() for s in self.scores.values())
+        blocks: list[Block] = [Heading(2, "Overview")]
+        path = save_figure(scores_figure(self.scores, labels), fig_dir, "scores")
+        blocks.append(Figure(path, "Headline Dice and IoU per method with 95% bootstrap intervals over test images"
+                                   + (" (and seeds, where a method has several)" if several else "")
+                                   + ": dataset-level (pooled pixels) and per-image mean."))
+        path = save_figure(accuracy_latency_figure(self.scores, labels), fig_dir, "accuracy_vs_latency")
+        blocks.append(Figure(path, "Dataset-level Dice against median latency per image (log scale), one point per method "
+                                   "(mean over seeds); the dashed line is the Pareto front (no method is both faster and better)."))
+        if any(len(v) for v in long.values()):
+            path = save_figure(per_image_figure({k: v for k, v in long.items() if len(v)}, labels), fig_dir, "per_image_dice")
+            blocks.append(Figure(path, "Per-image Dice: box over test images (every seed), each image a point."))
+        return blocks
+
+    def _environment(self) -> list[Block]:
+        env = self.run.environment
+        if not env:
+            return [Heading(2, "Environment and config"), Para("No environment.json in the run folder.")]
+        keys = ["created", "command", "python", "platform", "cpu", "cpu_count", "torch_threads", "gpu", "cuda_version", "git_commit"]
+        facts = pd.DataFrame({"": keys, "value": [" ".join(env[k]) if isinstance(env.get(k), list) else str(env.get(k)) for k in keys]})
+        packages = pd.DataFrame({"package": list(env.get("packages", {})), "version": [str(v) for v in env.get("packages", {}).values()]})
+        return [Heading(2, "Environment and config"),
+                Details("Machine, packages and the run's full config (environment.json)",
+                        [Table(facts), Table(packages), Code(json.dumps(env.get("config", {}), indent=1), "json")])]
+
+
+def write_report(
+    run_dir: str | Path,
+    *,
+    out_dir: str | Path | None = None,
+    formats: Sequence[Format] = ("md", "html"),
+    figures: bool = True,
+) -> str:
+    """Write the report of a run folder; returns the markdown.
+
+    Args:
+        run_dir: A folder written by ``segbench run`` (``cells/`` optional: without it the dataset-level
+            intervals and confusion matrices are left out, with a note).
+        out_dir: Where ``report.md``, ``report.html`` and ``figures/`` go (default: the run folder).
+        formats: Which of ``"md"`` and ``"html"`` to write (figures are always PNG and SVG).
+        figures: False skips every figure (tables only; fast).
+
+    Raises:
+        FileNotFoundError: ``run_dir`` holds no ``summary.csv``.
+        ValueError: An unknown format.
+    """
+    bad = [f for f in formats if f not in ("md", "html")]
+    if bad:
+        raise ValueError(f"unknown report format(s) {bad}; choose from md, html (e.g. --format html,md)")
+    run = RunData.load(run_dir)
+    out = Path(out_dir) if out_dir is not None else run.run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    blocks = _Report(run, out / "figures" if figures else None).blocks()
+    text = to_markdown(blocks, out)
+    if "md" in formats:
+        (out / "report.md").write_text(text)
+    if "html" in formats:
+        (out / "report.html").write_text(to_html(blocks))
+    return text

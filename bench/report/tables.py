@@ -1,0 +1,238 @@
+"""The report's tables, as numeric DataFrames (rendering formats them), with their statistics.
+
+Functions here read a ``RunData`` and return new tables; what they had to leave out is listed in the
+table's ``attrs["notes"]`` (shown in the report), never written into the run data.
+
+Intervals: with one seed, a BCa bootstrap over test images; with several, the two-level bootstrap over
+seeds and images (``segbench.report.stats``), so training noise counts. Paired tests: with one common seed,
+Wilcoxon signed-rank on per-image differences; with several, the two-level bootstrap test of the mean
+difference over matched (seed, image) pairs. Holm's correction over the pairs of a dataset in both cases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from segbench.report.format import markdown_table
+from segbench.report.rundata import RunData, headline_columns
+from segbench.report.stats import (
+    Interval,
+    bootstrap_ci,
+    confusion_score,
+    holm,
+    paired_seeds_test,
+    seed_mean,
+    seeds_images_ci,
+    weighted_nanmean,
+    wilcoxon_p,
+)
+
+__all__ = [
+    "ALPHA",
+    "PAIRED_COLUMNS",
+    "SCORE_COLUMNS",
+    "TWO_LEVEL",
+    "WILCOXON",
+    "brief_table",
+    "paired_table",
+    "per_class_iou_table",
+    "scores_table",
+    "select_grid_images",
+]
+
+#: Significance level of the paired comparisons (after Holm's correction).
+ALPHA = 0.05
+#: Cost and accuracy columns of ``summary.csv`` carried into the scores table (mean over seeds), as
+#: ``(summary column, scores-table column)``; add a column here to carry it.
+SCORE_COLUMNS = [("dataset_pixel_accuracy", "pixel_accuracy"), ("dataset_mean_pixel_accuracy", "mean_pixel_accuracy"),
+                 ("train_s", "train_s"), ("latency_ms_p50", "latency_ms_p50"), ("latency_ms_p95", "latency_ms_p95")]
+#: Columns of ``paired_table``.
+PAIRED_COLUMNS = ["method_a", "method_b", "seeds", "n_images", "dice_a", "dice_b", "diff", "diff_low", "diff_high",
+                  "test", "p", "p_holm", "significant", "verdict"]
+#: Names of the paired tests (the ``test`` column): one common seed, several.
+WILCOXON, TWO_LEVEL = "Wilcoxon signed-rank", "seeds x images bootstrap"
+
+
+def brief_table(summary: pd.DataFrame) -> str:
+    """The CLI's short table, one row per cell: headline Dice both ways, train time, latency."""
+    rows = []
+    for r in summary.to_dict("records"):
+        label, dice, _ = headline_columns(summary, r["dataset"], prefix="dataset_")
+        per_image = dice.replace("dataset_", "per_image_", 1)
+        rows.append({"dataset": r["dataset"], "method": r["method"], "seed": r["seed"], "status": r["status"],
+                     "Dice (dataset)": r.get(dice), "Dice (per image)": r.get(per_image), "scored class": label,
+                     "train s": r.get("train_s"), "latency ms p50": r.get("latency_ms_p50")})
+    return markdown_table(pd.DataFrame(rows)) if rows else "No cells."
+
+
+def scores_table(run: RunData, dataset: str) -> pd.DataFrame:
+    """One row per method: headline Dice and IoU both ways with 95% bootstrap intervals, pixel scores, cost.
+
+    Point estimates are the means over seeds of ``summary.csv``'s columns. Intervals resample test images
+    (per-image means resample the per-image scores; dataset-level scores resample per-image confusion
+    matrices and re-score their sum) and, with several seeds, the seeds too.
+
+    Returns:
+        Columns ``method, family, seeds, n_images``, ``{dice,iou}_{dataset,per_image}`` each with ``_low`` and
+        ``_high``, then those of ``SCORE_COLUMNS``; best dataset-level Dice first. ``attrs["notes"]``: what
+        was left out and why.
+    """
+    ok = run.ok(dataset)
+    _, dice_ds, iou_ds = headline_columns(run.summary, dataset, prefix="dataset_")
+    _, dice_img, iou_img = headline_columns(run.summary, dataset, prefix="per_image_")
+    class_name = dice_ds.removeprefix("dataset_dice_")
+    rows, notes = [], []
+    for method, cells in ok.groupby("method", sort=False):
+        seeds = sorted(int(s) for s in cells["seed"])
+        row: dict[str, Any] = {"method": method, "family": cells["family"].iloc[0], "seeds": len(seeds),
+                               "n_images": int(cells["n_test"].iloc[0])}
+        values = {"dice_dataset": dice_ds, "iou_dataset": iou_ds, "dice_per_image": dice_img, "iou_per_image": iou_img}
+        for key, column in values.items():
+            row[key] = float(cells[column].mean())
+        for metric in ("dice", "iou"):
+            x = run.per_image_values(dataset, method, column=run.headline(dataset)[1 if metric == "dice" else 2])
+            if x.empty:
+                notes.append("No intervals: the run folder has no per-image scores (per_image.csv) for this dataset.")
+                row.update({f"{metric}_{a}_{b}": np.nan for a in ("dataset", "per_image") for b in ("low", "high")})
+                continue
+            xs = x.to_numpy(float)
+            ci, found = _checked(method, row[f"{metric}_per_image"], xs.shape[0], xs.shape[1],
+                                 lambda ws, wi, xs=xs: seed_mean(weighted_nanmean(xs, wi), ws), "per-image")
+            row[f"{metric}_per_image_low"], row[f"{metric}_per_image_high"] = ci.low, ci.high
+            notes += found
+            ci, found = _dataset_interval(run, dataset, method, seeds, list(x.columns), metric, class_name,
+                                          row[f"{metric}_dataset"])
+            row[f"{metric}_dataset_low"], row[f"{metric}_dataset_high"] = ci.low, ci.high
+            notes += found
+        for column, name in SCORE_COLUMNS:
+            row[name] = float(cells[column].mean()) if column in cells else np.nan
+        rows.append(row)
+    order = ["method", "family", "seeds", "n_images"]
+    order += [f"{m}_{a}{s}" for m in ("dice", "iou") for a in ("dataset", "per_image") for s in ("", "_low", "_high")]
+    order += [name for _, name in SCORE_COLUMNS]
+    table = pd.DataFrame(rows, columns=order).sort_values("dice_dataset", ascending=False, kind="stable").reset_index(drop=True)
+    table.attrs["notes"] = list(dict.fromkeys(notes))
+    return table
+
+
+def _checked(method: str, expected: float, n_seeds: int, n_images: int,
+             statistic: Callable[[np.ndarray, np.ndarray], np.ndarray], what: str) -> tuple[Interval, list[str]]:
+    """Bootstrap interval (over images, and seeds when there are several), kept only if its point estimate
+    reproduces the table's value; with a note when it does not."""
+    if n_seeds == 1:
+        ci = bootstrap_ci(lambda w: statistic(np.ones((*w.shape[:-1], 1)), w), n_images)  # any leading shape (BCa's jackknife)
+    else:
+        ci = seeds_images_ci(statistic, n_seeds, n_images)
+    if not np.isclose(ci.estimate, expected, rtol=1e-9, atol=1e-12, equal_nan=True):
+        return Interval(expected, float("nan"), float("nan")), [
+            f"No {what} interval for {method}: the records do not reproduce summary.csv ({ci.estimate:.6f} vs {expected:.6f})."]
+    return ci, []
+
+
+def _dataset_interval(run: RunData, dataset: str, method: str, seeds: list[int], image_ids: list[str],
+                      metric: Literal["dice", "iou"], class_name: str, expected: float) -> tuple[Interval, list[str]]:
+    found = [run.confusions(dataset, method, s, image_ids) for s in seeds]
+    stacks, notes = [cms for cms, _ in found], [note for _, note in found if note]
+    if any(s is None for s in stacks):
+        return Interval(expected, float("nan"), float("nan")), notes
+    names = (run.recorded_confusion(dataset, method, seeds[0]) or (None, []))[1]
+    class_index = names.index(class_name) if class_name in names else None
+    cms = np.stack(stacks)  # (S, N, C, C)
+
+    def statistic(seed_w: np.ndarray, image_w: np.ndarray) -> np.ndarray:
+        per_seed = np.stack([confusion_score(c, image_w, score=metric, class_index=class_index) for c in cms], axis=-1)
+        return seed_mean(per_seed, seed_w)
+
+    ci, more = _checked(method, expected, len(seeds), len(image_ids), statistic, "dataset-level")
+    return ci, notes + more
+
+
+def paired_table(run: RunData, dataset: str, *, alpha: float = ALPHA) -> pd.DataFrame:
+    """Every pair of methods on the same test images: mean per-image headline Dice difference and tests.
+
+    Pairs are matched on (seed, image) over the seeds both methods ran (a seed number means the same
+    fitted base for a pipeline and its base in one run; for unrelated methods the match is arbitrary and
+    harmless, since seeds are resampled as whole units). Pairs where either Dice is undefined are left out.
+    A is the method of higher mean per-image Dice. With one common seed the interval is a BCa bootstrap
+    over images and the test Wilcoxon's signed-rank; with several, both come from the two-level bootstrap
+    (``stats.paired_seeds_test``). P-values are Holm-corrected over all pairs of the dataset.
+
+    Returns:
+        Columns ``PAIRED_COLUMNS``; empty with fewer than two methods or without per-image scores.
+    """
+    if not run.has_per_image(dataset):
+        return pd.DataFrame(columns=PAIRED_COLUMNS)
+    column = run.headline(dataset)[1]
+    methods = list(dict.fromkeys(run.ok(dataset)["method"]))
+    values = {m: run.per_image_values(dataset, m, column) for m in methods}
+    methods.sort(key=lambda m: -np.nan_to_num(np.nanmean(values[m].to_numpy(float)), nan=-np.inf))
+    rows = []
+    for i, a in enumerate(methods):
+        for b in methods[i + 1 :]:
+            seeds = values[a].index.intersection(values[b].index)
+            images = values[a].columns.intersection(values[b].columns)
+            x, y = (values[m].loc[seeds, images].to_numpy(float) for m in (a, b))
+            defined = ~np.isnan(x - y)
+            d = np.where(defined, x - y, np.nan)[:, defined.any(axis=0)]
+            if len(seeds) == 1:
+                ci = bootstrap_ci(lambda w, d=d[0]: weighted_nanmean(d, w), d.shape[1])
+                test, p = WILCOXON, wilcoxon_p(d[0])
+            else:
+                (ci, p), test = paired_seeds_test(d), TWO_LEVEL
+            rows.append({"method_a": a, "method_b": b, "seeds": len(seeds), "n_images": d.shape[1],
+                         "dice_a": float(x[defined].mean()) if defined.any() else np.nan,
+                         "dice_b": float(y[defined].mean()) if defined.any() else np.nan,
+                         "diff": ci.estimate, "diff_low": ci.low, "diff_high": ci.high, "test": test, "p": p})
+    table = pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+    if table.empty:
+        return table
+    table["p_holm"] = holm(table["p"].to_numpy(float))
+    table["significant"] = table["p_holm"] < alpha
+    table["verdict"] = [
+        (f"{r.method_a} better" if r.diff > 0 else f"{r.method_b} better") if r.significant else "no significant difference"
+        for r in table.itertuples()
+    ]
+    return table
+
+
+def per_class_iou_table(run: RunData, dataset: str) -> pd.DataFrame:
+    """Dataset-level IoU per class and method (mean over seeds), best mean IoU first; for multi-class data."""
+    ok = run.ok(dataset)
+    columns = [c for c in run.summary.columns if c.startswith("dataset_iou_") and ok[c].notna().any()]
+    table = ok.groupby("method", sort=False)[[*columns, "dataset_mean_iou"]].mean()
+    table.columns = [c.removeprefix("dataset_iou_") if c != "dataset_mean_iou" else "mean IoU" for c in table.columns]
+    return table.sort_values("mean IoU", ascending=False).reset_index()
+
+
+def select_grid_images(values: pd.DataFrame, best_method: str) -> list[tuple[str, str]]:
+    """The images of the qualitative grid, by rule: ``[(label, image_id), ...]``.
+
+    Best, median and worst image of ``best_method`` by its per-image score, then the image where the
+    methods' scores spread most (max - min; needs two methods). An image already chosen is not repeated
+    (the next one by the same rule is taken for the spread; the best/median/worst keep their own).
+
+    Args:
+        values: Per-image headline score, index = image ids (sorted), one column per method.
+        best_method: The column to rank by.
+    """
+    chosen: list[tuple[str, str]] = []
+    s = values[best_method].dropna()
+    if not s.empty:
+        median = s.iloc[(s - s.median()).abs().to_numpy().argmin()]
+        picks = [("best", s.idxmax()), ("median", s.index[s.to_numpy() == median][0]), ("worst", s.idxmin())]
+        for label, image_id in picks:
+            if image_id not in [c[1] for c in chosen]:
+                chosen.append((f"{label} for {best_method}", image_id))
+    if values.shape[1] >= 2:
+        spread = (values.max(axis=1) - values.min(axis=1))[values.notna().sum(axis=1) >= 2]
+        for image_id, value in spread.sort_values(ascending=False, kind="stable").items():
+            if value <= 0:
+                break  # the methods agree everywhere: nothing to show
+            if image_id not in [c[1] for c in chosen]:
+                chosen.append((f"methods disagree most (spread {value:.2f})", image_id))
+                break
+    return chosen
