@@ -9,10 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["KEY_COLUMNS", "PREDICTIONS_CELL_FILE", "prediction_dir", "slug", "write_atomic", "load_tables"]
+__all__ = ["KEY_COLUMNS", "COLUMN_DEFAULTS", "PREDICTIONS_CELL_FILE", "prediction_dir", "slug", "write_atomic", "load_tables"]
 
 #: The columns that name a cell in every table.
-KEY_COLUMNS = ["dataset", "method", "seed"]
+KEY_COLUMNS = ["dataset", "method", "seed", "fold", "train_fraction"]
+#: Columns newer than some run folders, with the value that means what older folders did (one split, the
+#: whole training part, clean test images); ``load_tables`` fills them in.
+COLUMN_DEFAULTS = {"fold": 0, "n_folds": 1, "train_fraction": 1.0, "corruption": "none", "severity": 0}
 #: In each ``predictions/<dataset>/<method>/<seed>/`` folder: the key of the cell whose label maps these are.
 PREDICTIONS_CELL_FILE = "cell.txt"
 
@@ -40,7 +43,15 @@ def load_tables(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     path = run_dir / "summary.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir}: no summary.csv; is this a run folder written by 'segbench run'?")
-    summary = pd.read_csv(path)
+    summary = _with_defaults(pd.read_csv(path))
     images = run_dir / "per_image.csv"
-    per_image = pd.read_csv(images, dtype={"image_id": str}) if images.is_file() else pd.DataFrame()
+    per_image = _with_defaults(pd.read_csv(images, dtype={"image_id": str})) if images.is_file() else pd.DataFrame()
     return summary, per_image
+
+
+def _with_defaults(table: pd.DataFrame) -> pd.DataFrame:
+    """Fill in ``COLUMN_DEFAULTS`` that a table lacks (run folders written before those columns existed)."""
+    for column, value in COLUMN_DEFAULTS.items():
+        if column not in table.columns and (column != "n_folds" or "status" in table.columns):  # n_folds: summary only
+            table[column] = value
+    return table
