@@ -25,9 +25,17 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_")
 
 
-def prediction_dir(run_dir: Path, dataset: str, method: str, seed: int) -> Path:
-    """The folder of one (dataset, method, seed)'s saved label maps, ``<image_id>.png`` each, and its cell file."""
-    return Path(run_dir) / "predictions" / dataset / slug(method) / str(seed)
+def prediction_dir(
+    run_dir: Path, dataset: str, method: str, seed: int, *, fold: int | None = None, train_fraction: float = 1.0
+) -> Path:
+    """The folder of one (dataset, method, seed)'s saved label maps, ``<image_id>.png`` each, and its cell file.
+
+    A cross-validated run keeps each fold's in ``fold<k>/`` below it, a training subset's in ``train<f>/``.
+    """
+    path = Path(run_dir) / "predictions" / dataset / slug(method) / str(seed)
+    if fold is not None:
+        path /= f"fold{fold}"
+    return path / f"train{train_fraction:g}" if train_fraction != 1.0 else path
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
