@@ -165,7 +165,7 @@ class RunData:
     def load(cls, run_dir: str | Path) -> "RunData":
         """Read ``summary.csv``, ``per_image.csv``, ``environment.json`` and the cells they came from."""
         run_dir = Path(run_dir)
-        summary, per_image = load_tables(run_dir)
+        summary, per_image = (_main_comparison(t) for t in load_tables(run_dir))
         env_path = run_dir / "environment.json"
         env = json.loads(env_path.read_text()) if env_path.is_file() else {}
         return cls(run_dir, summary, per_image, env, _match_cells(run_dir, summary))
@@ -303,6 +303,22 @@ class RunData:
         self.note(dataset, "Dataset-level intervals use per-image confusion matrices rebuilt from the saved predictions "
                            "(this run folder predates confusion_per_image.npz); they add up to each cell's matrix.")
         return stacked
+
+
+def _main_comparison(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows the report compares: clean test images, methods trained on the largest training fraction
+    (the corruption and train-fraction axes of a grid are read from the tables, not from these sections)."""
+    if table.empty:
+        return table
+    return table[(table["corruption"] == "none") & (table["train_fraction"] == table["train_fraction"].max())]
+
+
+def _work_sizes(ok: pd.DataFrame) -> str:
+    """The work size every method used, or each method's where they differ (matched conditions, visible)."""
+    sizes = ok.groupby("method", sort=False)["work_size"].first()
+    if sizes.nunique() == 1:
+        return f"Work size, every method and stage: {sizes.iloc[0]}. "
+    return "Work sizes differ: " + ", ".join(f"{m} {v}" for m, v in sizes.items()) + ". "
 
 
 def _match_cells(run_dir: Path, summary: pd.DataFrame) -> dict[tuple[str, str, int], Path]:
@@ -583,7 +599,7 @@ def _dataset_blocks(run: RunData, dataset: str, fig_dir: Path | None) -> list[An
         else:  # no test split (CamVid here): trained on train without early stopping, scored on val
             split = f"{int(first['n_train'])} train images; scored on the {int(first['n_test'])} val images (no test split). "
         blocks.append(_Para(
-            split +
+            split + (_work_sizes(ok) if "work_size" in ok.columns else "") +
             "Dataset-level scores sum the confusion matrices of all images, then score (every pixel weighs the same); "
             "per-image means score each image, then average (every image weighs the same). Intervals: 95% BCa "
             "bootstrap over test images (2000 resamples, seed 0). Latency: one image, batch 1, "
