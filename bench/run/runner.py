@@ -488,7 +488,7 @@ def _plan(config: RunConfig, folder: _RunFolder) -> tuple[list[CellTask], dict[s
 
 def _share_bases(tasks: list[CellTask]) -> list[CellTask]:
     """Give cells with the same base and settings one fitted base: the bare method's cell provides it when
-    the grid has one, else the first pipeline; providers come first in the returned order."""
+    the grid has one, else the first pipeline (``run`` runs providers first)."""
     groups: dict[str, list[CellTask]] = {}
     for task in tasks:
         base = split_spec(task.method)[0]
@@ -506,8 +506,7 @@ def _share_bases(tasks: list[CellTask]) -> list[CellTask]:
             shared[task.key] = dataclasses.replace(
                 task, base_path=path, save_base=task is provider, base_cell="" if task is provider else provider.key
             )
-    out = [shared.get(t.key, t) for t in tasks]
-    return [t for t in out if t.save_base] + [t for t in out if not t.save_base]
+    return [shared.get(t.key, t) for t in tasks]
 
 
 def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] = print) -> RunResult:
