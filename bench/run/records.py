@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from collections.abc import Callable
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["KEY_COLUMNS", "COLUMN_DEFAULTS", "PREDICTIONS_CELL_FILE", "prediction_dir", "slug", "write_atomic", "load_tables"]
+__all__ = ["KEY_COLUMNS", "COLUMN_DEFAULTS", "stable_hash", "PREDICTIONS_CELL_FILE", "prediction_dir", "slug", "write_atomic", "load_tables"]
 
 #: The columns that name a cell in every table.
 KEY_COLUMNS = ["dataset", "method", "seed", "fold", "train_fraction"]
@@ -18,6 +20,11 @@ KEY_COLUMNS = ["dataset", "method", "seed", "fold", "train_fraction"]
 COLUMN_DEFAULTS = {"fold": 0, "n_folds": 1, "train_fraction": 1.0, "corruption": "none", "severity": 0}
 #: In each ``predictions/<dataset>/<method>/<seed>/`` folder: the key of the cell whose label maps these are.
 PREDICTIONS_CELL_FILE = "cell.txt"
+
+
+def stable_hash(obj: object) -> str:
+    """A short hash of a JSON-able value, the same in every process (cell keys, split identities)."""
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def slug(text: str) -> str:

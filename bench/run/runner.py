@@ -57,10 +57,12 @@ from segbench.datasets.transforms import WorkSize
 from segbench.run.environment import device_name, environment
 from segbench.run.executors import make_executor
 from segbench.measure.latency import MemoryProbe, summarize_ms, timed_call
-from segbench.methods import IncompatibleError, Method, Pipeline, build_method, split_spec
+from segbench.methods import IncompatibleError, Method, build_method, split_spec
 from segbench.methods.tiling import Tiling
 from segbench.measure.metrics import ConfusionMatrix, flatten_scores, scores_from_confusion
 from segbench.run.records import KEY_COLUMNS, PREDICTIONS_CELL_FILE, load_tables, prediction_dir, slug, write_atomic
+from segbench.run.records import stable_hash as _hash
+from segbench.run.shared_bases import fit_cell, share_bases
 
 __all__ = ["RunConfig", "RunResult", "CellTask", "CellOutcome", "run", "evaluate_cell", "load_tables"]
 
@@ -184,12 +186,6 @@ class RunResult:
     failures: list[dict[str, Any]]
 
 
-#: In a provider cell's artifacts folder: its fitted base, for the pipelines that reuse it.
-FITTED_BASE = "fitted_base.pt"
-
-
-def _hash(obj: Any) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def _components(method_spec: str) -> list[str]:
@@ -234,7 +230,7 @@ def _evaluate(task: CellTask) -> CellOutcome:
     getattr(method, "base", method).artifacts_dir = Path(task.artifacts_dir)
     train = dataset.subset(split["train"])
     val = dataset.subset(split["val"]) if split["val"] and eval_split == "test" else None
-    method, train_s, base_cell = _fit(task, method, train, val)
+    method, train_s, base_cell = fit_cell(task, method, train, val)
 
     test_ids = split[eval_split]
     device = str(getattr(getattr(method, "base", method), "device", "cpu"))
@@ -256,36 +252,6 @@ def _evaluate(task: CellTask) -> CellOutcome:
         scored["summary"] = {**fixed, **scored["summary"], "work_size": json.dumps(method.work_size), **after}
     extra = {"confusion_matrix": clean.pop("matrix"), "class_names": list(dataset.class_names)}
     return CellOutcome(clean["summary"], clean["rows"], extra, clean["confusions"], clean["predictions"], variants)
-
-
-def _fit(task: CellTask, method: Method, train: Any, val: Any) -> tuple[Method, float, str]:
-    """Fit the cell's method, sharing its base with other cells of the run; returns the fitted method, the
-    training seconds (a reused base counts with the time its provider took to fit it) and the key of the cell
-    whose fitted base was reused ("" where this cell fitted its own)."""
-    path = Path(task.base_path) if task.base_path else None
-    if task.base_cell and path is not None and path.is_file() and isinstance(method, Pipeline):
-        # Our own file, written by this run's provider cell; it holds a pickled method, so not weights_only.
-        shared = torch.load(path, weights_only=False)
-        method = Pipeline(shared["base"], method.stages)
-        start = time.perf_counter()
-        method.fit_stages(train, val)
-        return method, shared["fit_s"] + time.perf_counter() - start, task.base_cell
-    if not task.save_base:  # a lone method, or a provider's base that is missing (it failed): fit it all here
-        start = time.perf_counter()
-        method.fit(train, val)
-        return method, time.perf_counter() - start, ""
-    base = getattr(method, "base", method)
-    start = time.perf_counter()
-    base.fit(train, val)
-    fit_s = time.perf_counter() - start
-    assert path is not None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda p: torch.save({"base": base, "fit_s": fit_s}, p))
-    if isinstance(method, Pipeline):
-        start = time.perf_counter()
-        method.fit_stages(train, val)
-        fit_s += time.perf_counter() - start
-    return method, fit_s, ""
 
 
 def _score(
@@ -483,30 +449,7 @@ def _plan(config: RunConfig, folder: _RunFolder) -> tuple[list[CellTask], dict[s
             tasks.append(task)
             if broken is not None:
                 known[key] = broken
-    return (_share_bases(tasks) if config.share_bases else tasks), known
-
-
-def _share_bases(tasks: list[CellTask]) -> list[CellTask]:
-    """Give cells with the same base and settings one fitted base: the bare method's cell provides it when
-    the grid has one, else the first pipeline (``run`` runs providers first)."""
-    groups: dict[str, list[CellTask]] = {}
-    for task in tasks:
-        base = split_spec(task.method)[0]
-        identity = {"dataset": task.dataset_spec, "base": base, "options": task.method_options.get(base, {}),
-                    "split": _hash(task.split), "seed": task.seed, "size": task.size, "quick": task.quick,
-                    "tiling": task.tiling and dataclasses.asdict(task.tiling)}
-        groups.setdefault(_hash(identity), []).append(task)
-    shared: dict[str, CellTask] = {}
-    for group in groups.values():
-        if len(group) < 2:
-            continue
-        provider = next((t for t in group if "+" not in t.method), group[0])
-        path = str(Path(provider.artifacts_dir) / FITTED_BASE)
-        for task in group:
-            shared[task.key] = dataclasses.replace(
-                task, base_path=path, save_base=task is provider, base_cell="" if task is provider else provider.key
-            )
-    return [shared.get(t.key, t) for t in tasks]
+    return (share_bases(tasks) if config.share_bases else tasks), known
 
 
 def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] = print) -> RunResult:
