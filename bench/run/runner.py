@@ -171,7 +171,7 @@ class CellOutcome:
     extra: dict[str, Any] = field(default_factory=dict)
     confusions: np.ndarray | None = None
     predictions: dict[str, bytes] = field(default_factory=dict)
-    #: One ``{"summary", "rows", "confusions"}`` per corrupted test variant, scored like the clean one.
+    #: One ``{"summary", "rows", "confusions", "matrix"}`` per corrupted test variant, scored like the clean one.
     variants: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -184,8 +184,6 @@ class RunResult:
     summary: pd.DataFrame
     per_image: pd.DataFrame
     failures: list[dict[str, Any]]
-
-
 
 
 def _components(method_spec: str) -> list[str]:
