@@ -102,6 +102,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         retries=args.retries,
         tile=args.tile,
         tile_overlap=args.tile_overlap,
+        folds=args.folds,
+        train_fractions=[float(f) for f in _csv(args.train_fraction)],
+        corruptions=_csv(args.corruptions) if args.corruptions else [],
+        severities=[int(s) for s in _csv(args.severities)],
+        share_bases=not args.no_share_bases,
     )
     if args.no_progress:  # also the training bars inside methods (and on local Dask workers started after this)
         os.environ["TQDM_DISABLE"] = "1"
@@ -112,7 +117,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if result.failures:
         print(f"\n{len(result.failures)} cell(s) failed:", file=sys.stderr)
         for f in result.failures:
-            print(f"  {f['dataset']} / {f['method']} / seed {f['seed']}: {f['error']}", file=sys.stderr)
+            print(f"  {f['dataset']} / {f['method']} / seed {f['seed']} / fold {f['fold']}: {f['error']}", file=sys.stderr)
         return 1
     return 0
 
@@ -191,7 +196,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-file", default=None, help="CSV with columns image_id,split that overrides the split")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split, shared by all methods")
     p.add_argument("--split", default="0.6,0.2,0.2", help="train,val,test fractions (default: 0.6,0.2,0.2)")
-    p.add_argument("--size", default=None, help="working resolution: longer side (256) or WxH (256x192); default: per method")
+    p.add_argument("--size", default=None,
+                   help="working resolution of every method and stage: longer side (256) or WxH (256x192); "
+                        "default: the dataset's protocol size (else each method's own)")
+    p.add_argument("--folds", type=int, default=None,
+                   help="K-fold cross-validation (stratified, seeded by --split-seed): every image tested once")
+    p.add_argument("--train-fraction", default="1.0",
+                   help="comma-separated fractions of the training part, each a cell of the grid (nested subsets)")
+    p.add_argument("--corruptions", default=None,
+                   help="comma-separated test-image corruptions each cell is also scored on, e.g. gaussian_noise,jpeg")
+    p.add_argument("--severities", default="1,3,5", help="corruption severities 1..5 (default: 1,3,5)")
+    p.add_argument("--no-share-bases", action="store_true",
+                   help="every pipeline fits its own base (default: pipelines on one base share its fit)")
     p.add_argument("--save-predictions", action="store_true", help="write each predicted label map as a PNG")
     p.add_argument("--quick", action="store_true", help="small budgets (each method's quick_options): the default suite")
     p.add_argument("--warmup", type=int, default=1, help="untimed predictions before timing (default: 1)")

@@ -63,6 +63,10 @@ class SegmentationDataset(abc.ABC):
     description: ClassVar[str] = ""
     ignore_index: int = IGNORE_INDEX
     class_names: tuple[str, ...]
+    #: The working resolution the dataset's protocol gives every method and stage (a ``WorkSize``: longer
+    #: side or (width, height)), so methods are compared at one size; ``--size`` overrides it. None: the
+    #: dataset declares none and each method works at its own ``default_work_size``.
+    work_size: int | tuple[int, int] | None = None
 
     @property
     def num_classes(self) -> int:

@@ -53,6 +53,8 @@ class CamVid(SegmentationDataset):
 
     description = "CamVid street scenes, SegNet layout (11 classes, void ignored)"
     class_names = CAMVID_CLASSES
+    #: 240 px on the longer side: 240x180, the native size of the copy used here (a 480x360 copy is halved).
+    work_size = 240
 
     def __init__(self, root: str | Path | None, *, strict: bool = True) -> None:
         if root is None:

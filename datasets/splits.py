@@ -11,7 +11,17 @@ import numpy as np
 from segbench.datasets.base import SegmentationDataset
 from segbench.datasets.io import DataError
 
-__all__ = ["SPLITS", "make_split", "stratify_keys", "read_split_file", "write_split_file", "dataset_split", "train_subset"]
+__all__ = [
+    "SPLITS",
+    "make_split",
+    "make_folds",
+    "train_subset",
+    "stratify_keys",
+    "read_split_file",
+    "write_split_file",
+    "dataset_split",
+    "dataset_folds",
+]
 
 SPLITS = ("train", "val", "test")
 
@@ -54,18 +64,62 @@ def make_split(
     if len(ids) < 3:
         raise DataError(f"{len(ids)} image(s) cannot be split into train/val/test; a dataset needs at least 3")
     rng = np.random.default_rng(seed)
-    keys = list(strata) if strata is not None else [0] * len(ids)
-    order = sorted(range(len(ids)), key=lambda i: (keys[i], rng.random()))
-    counts = np.zeros(3)
-    target = np.asarray(fractions)
-    out: dict[str, list[str]] = {name: [] for name in SPLITS}
+    dealt = _deal(_stratified_order(len(ids), strata, rng), fractions, rng)
+    return {name: sorted(ids[i] for i in part) for name, part in zip(SPLITS, dealt)}
+
+
+def _stratified_order(n: int, strata: Sequence[int] | None, rng: np.random.Generator) -> list[int]:
+    """Indices ordered by stratum, in random order within each."""
+    keys = list(strata) if strata is not None else [0] * n
+    return sorted(range(n), key=lambda i: (keys[i], rng.random()))
+
+
+def _deal(order: Sequence[int], fractions: Sequence[float], rng: np.random.Generator) -> list[list[int]]:
+    """Deal ``order`` out so that every part's running count tracks its fraction (so each stratum of a
+    stratified order is divided in the same proportions)."""
+    counts = np.zeros(len(fractions))
+    target = np.asarray(fractions, dtype=float)
+    out: list[list[int]] = [[] for _ in fractions]
     for k, i in enumerate(order, start=1):
         deficit = target * k - counts
         deficit[target == 0] = -np.inf
-        j = int(np.argmax(deficit + rng.random(3) * 1e-9))  # tiny noise breaks ties at random, seeded
+        j = int(np.argmax(deficit + rng.random(len(fractions)) * 1e-9))  # tiny noise breaks ties at random, seeded
         counts[j] += 1
-        out[SPLITS[j]].append(ids[i])
-    return {name: sorted(v) for name, v in out.items()}
+        out[j].append(i)
+    return out
+
+
+def make_folds(
+    ids: Sequence[str],
+    folds: int,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.25,
+    strata: Sequence[int] | None = None,
+) -> list[dict[str, list[str]]]:
+    """``folds`` train/val/test splits whose test parts partition ``ids`` (K-fold cross-validation).
+
+    Images are ordered by stratum (random order within each) and dealt out to the folds in turn, so every
+    fold holds its share of each stratum. Fold ``k`` tests on its own images; its val part is carved from the
+    other folds' images (``val_fraction`` of them, stratified the same way) and the rest trains.
+    """
+    if folds < 2:
+        raise ValueError(f"--folds {folds}: cross-validation needs at least 2 folds")
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val fraction {val_fraction} must be in [0, 1)")
+    if len(ids) < 2 * folds:
+        raise DataError(f"{len(ids)} image(s) cannot be split into {folds} folds; give at least {2 * folds} or fewer folds")
+    rng = np.random.default_rng(seed)
+    order = _stratified_order(len(ids), strata, rng)
+    test_parts = [order[k::folds] for k in range(folds)]
+    out = []
+    for k in range(folds):
+        held = set(test_parts[k])
+        rest = [i for i in order if i not in held]  # keeps the stratified order for carving val
+        train, val = _deal(rest, (1 - val_fraction, val_fraction), rng)
+        out.append({"train": sorted(ids[i] for i in train), "val": sorted(ids[i] for i in val),
+                    "test": sorted(ids[i] for i in test_parts[k])})
+    return out
 
 
 def train_subset(ids: Sequence[str], fraction: float, *, seed: int, strata: Sequence[int] | None = None) -> list[str]:
@@ -161,3 +215,21 @@ def dataset_split(
     if (own := dataset.predefined_split()) is not None:
         return {name: list(own.get(name, [])) for name in SPLITS}
     return make_split(ids, seed=seed, fractions=fractions, strata=stratify_keys(dataset, ids))
+
+
+def dataset_folds(
+    dataset: SegmentationDataset,
+    folds: int,
+    *,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+    split_file: str | Path | None = None,
+) -> list[dict[str, list[str]]]:
+    """The runner's K-fold splits: stratified as ``dataset_split`` stratifies; each fold's val part takes the
+    share ``val / (train + val)`` of ``fractions`` from its training images."""
+    if split_file is not None or dataset.predefined_split() is not None:
+        source = f"--split-file {split_file}" if split_file is not None else f"dataset {dataset.name!r}'s own split"
+        raise DataError(f"--folds cannot be combined with {source}: cross-validation makes its own splits; drop one")
+    ids = dataset.ids()
+    train, val, _ = (float(f) for f in fractions)
+    return make_folds(ids, folds, seed=seed, val_fraction=val / (train + val), strata=stratify_keys(dataset, ids))

@@ -325,6 +325,11 @@ class SyntheticLesions(SegmentationDataset):
         self.num_images, self.size, self.seed = _check_options(num_images, size, seed)
         self._digits = max(3, len(str(self.num_images - 1)))
 
+    @property
+    def work_size(self) -> tuple[int, int]:  # type: ignore[override]
+        """Native size: the images are generated at the size the methods should see."""
+        return self.size
+
     def config(self) -> dict[str, object]:
         return {"num_images": self.num_images, "size": self.size, "seed": self.seed}
 

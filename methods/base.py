@@ -183,6 +183,9 @@ class Stage(abc.ABC):
     name: ClassVar[str]
     description: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
+    #: The working size of the pipeline the stage follows (``build_method`` sets it), for stages that work
+    #: at a reduced resolution (the CRF).
+    work_size: WorkSize = None
 
     def __init__(self, num_classes: int, *, seed: int = 0, **options: Any) -> None:
         self.num_classes = num_classes
@@ -218,6 +221,12 @@ class Pipeline(Method):
 
     def fit(self, train: Sequence[Sample], val: Sequence[Sample] | None = None) -> "Pipeline":
         self.base.fit(train, val)
+        return self.fit_stages(train, val)
+
+    def fit_stages(self, train: Sequence[Sample], val: Sequence[Sample] | None = None) -> "Pipeline":
+        """Fit only the stages, around a base that is already fitted (one fitted base shared by pipelines)."""
+        if not self.base.fitted:
+            raise RuntimeError(f"{self.name}: fit_stages needs a fitted base; call fit")
         for i, stage in enumerate(self.stages):
             before = self.base if i == 0 else Pipeline(self.base, self.stages[:i])
             stage.fit(before, train, val)
@@ -292,4 +301,6 @@ def build_method(
     if not stage_names:
         return base
     stages = [STAGES.get(n)(num_classes, seed=seed, **options.get(n, {})) for n in stage_names]
+    for stage in stages:
+        stage.work_size = base.work_size
     return Pipeline(base, stages)

@@ -20,15 +20,19 @@ TIMING = ["train_s", "latency_ms_p50", "latency_ms_p95", "latency_ms_mean", "lat
 
 
 def _grid(out: Path, **kw) -> RunConfig:
-    return RunConfig(out=out, datasets=["synthetic", "synthetic-multiclass"], methods=["otsu", "pixel-rf"], seeds=[0, 1],
-                     dataset_options=TINY, quick=True, **kw)
+    grid = dict(datasets=["synthetic", "synthetic-multiclass"], methods=["otsu", "pixel-rf"], seeds=[0, 1], dataset_options=TINY, quick=True)
+    return RunConfig(out=out, **{**grid, **kw})
 
 
 def test_dask_local_cluster_gives_the_same_tables(tmp_path):
     pytest.importorskip("dask.distributed", reason="the dask executor needs dask[distributed]")
-    local = run(_grid(tmp_path / "local"), progress=False)
-    dask = run(_grid(tmp_path / "dask", executor="dask", executor_options={"workers": 2, "threads_per_worker": 1}), progress=False)
-    assert len(local.summary) == 8 and set(local.summary["status"]) == {"ok", "skipped"}
+    methods = ["otsu", "pixel-rf", "pixel-rf+morph"]  # the pipeline reuses pixel-rf's fitted base on both executors
+    local = run(_grid(tmp_path / "local", methods=methods), progress=False)
+    dask = run(_grid(tmp_path / "dask", methods=methods, executor="dask", executor_options={"workers": 2, "threads_per_worker": 1}),
+               progress=False)
+    assert len(local.summary) == 12 and set(local.summary["status"]) == {"ok", "skipped"}
+    rows = dask.summary.set_index(["dataset", "method", "seed"])
+    assert (rows.xs("pixel-rf+morph", level="method")["base_cell"] == rows.xs("pixel-rf", level="method")["cell"]).all()
     pd.testing.assert_frame_equal(local.summary.drop(columns=TIMING), dask.summary.drop(columns=TIMING))
     pd.testing.assert_frame_equal(local.per_image.drop(columns=["latency_ms"]), dask.per_image.drop(columns=["latency_ms"]))
 

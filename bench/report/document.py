@@ -36,7 +36,8 @@ from segbench.report.figures import (
     scores_figure,
 )
 from segbench.report.format import fmt, fmt_ci, fmt_p
-from segbench.report.prose import dataset_intro, paired_intro, paired_sentence
+from segbench.report.prose import dataset_intro, paired_intro, paired_sentence, work_sizes_sentence
+from segbench.report.robustness import report_sections
 from segbench.report.render import Block, Code, Details, Figure, Heading, Para, Table, to_html, to_markdown
 from segbench.report.rundata import RunData, headline_columns
 from segbench.report.tables import paired_table, per_class_iou_table, scores_table, select_grid_images
@@ -122,7 +123,8 @@ class _Report:
         if not ok.empty:
             label = headline_columns(run.summary, dataset, prefix="dataset_")[0]
             scores = self.scores[dataset]
-            blocks += [Para(dataset_intro(ok.iloc[0].to_dict(), several_seeds=bool((scores["seeds"] > 1).any()))),
+            blocks += [Para(dataset_intro(ok.iloc[0].to_dict(), several_seeds=bool((scores["seeds"] > 1).any()))
+                            + (work_sizes_sentence(ok) if "work_size" in ok.columns else "")),
                        Heading(3, "Scores"), Table(_scores_display(scores, label))]
             if len(scores) > 1 and not run.has_per_image(dataset):
                 self.note(dataset, "No paired comparisons: the run folder has no per-image scores (per_image.csv).")
@@ -139,6 +141,10 @@ class _Report:
                     blocks += self._confusion(dataset)
             if self.fig_dir is not None:
                 blocks += self._grid(dataset, scores)
+            kinds = {"heading": Heading, "para": Para, "table": Table, "figure": Figure}
+            blocks += [kinds[kind](*args) for kind, *args in report_sections(
+                run.all_summary, run.all_per_image, dataset=dataset, column=run.headline(dataset)[1], label=label,
+                fig_dir=self.fig_dir)]
         skipped = d[d["status"] == "skipped"].drop_duplicates("method")
         blocks += [Para(f"Skipped: {r.method} ({r.error}).") for r in skipped.itertuples()]
         return blocks + [Para(f"Note: {n}") for n in self.notes.get(dataset, [])]

@@ -14,7 +14,7 @@ import pandas as pd
 from segbench.report.format import fmt_p
 from segbench.report.tables import ALPHA, WILCOXON
 
-__all__ = ["dataset_intro", "paired_intro", "paired_sentence"]
+__all__ = ["dataset_intro", "paired_intro", "paired_sentence", "work_sizes_sentence"]
 
 
 def dataset_intro(first: Mapping[str, object], *, several_seeds: bool) -> str:
@@ -94,3 +94,11 @@ def paired_sentence(table: pd.DataFrame, label: str, *, alpha: float = ALPHA) ->
         text += (f" For {_pairs(shift_only)} the signed-rank test rejects before correction but the interval of the mean "
                  "difference includes 0: a consistent shift on most images, offset in the mean by a few going the other way.")
     return text
+
+
+def work_sizes_sentence(ok: pd.DataFrame) -> str:
+    """The work size every method used, or each method's where they differ (matched conditions, visible)."""
+    sizes = ok.groupby("method", sort=False)["work_size"].first()
+    if sizes.nunique() == 1:
+        return f" Work size, every method and stage: {sizes.iloc[0]}."
+    return " Work sizes differ: " + ", ".join(f"{m} {v}" for m, v in sizes.items()) + "."

@@ -30,6 +30,7 @@ from PIL import Image
 from segbench.datasets import build_dataset
 from segbench.datasets.base import parse_dataset_spec
 from segbench.measure.metrics import confusion_matrix, flatten_scores, scores_from_confusion
+from segbench.report.robustness import main_rows
 from segbench.run.records import PREDICTIONS_CELL_FILE, load_tables, prediction_dir, slug
 
 __all__ = ["RunData", "headline_columns", "pool_folds"]
@@ -71,6 +72,10 @@ class RunData:
     per_image: pd.DataFrame
     environment: dict[str, Any]
     cells: dict[Key, tuple[Path, ...]]
+    #: The whole tables: every training fraction and corruption variant (``summary`` and ``per_image`` keep
+    #: the main comparison, ``main_rows``: the whole training part on clean images).
+    all_summary: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False, compare=False)
+    all_per_image: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False, compare=False)
     # Caches of what was read from disk (datasets, masks): filled on first use, never changing a table.
     _datasets: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     _masks: dict[tuple[str, str], tuple[np.ndarray, np.ndarray | None]] = field(default_factory=dict, repr=False, compare=False)
@@ -79,11 +84,13 @@ class RunData:
     def load(cls, run_dir: str | Path) -> "RunData":
         """Read ``summary.csv``, ``per_image.csv``, ``environment.json`` and the cells they came from."""
         run_dir = Path(run_dir)
-        summary, per_image = load_tables(run_dir)
+        all_summary, all_per_image = load_tables(run_dir)
+        summary, per_image = main_rows(all_summary), main_rows(all_per_image)
         env_path = run_dir / "environment.json"
         env = json.loads(env_path.read_text()) if env_path.is_file() else {}
         cells = _match_cells(run_dir, summary)
-        return cls(run_dir, pool_folds(summary, per_image, cells), per_image, env, cells)
+        return cls(run_dir, pool_folds(summary, per_image, cells), per_image, env, cells, all_summary=all_summary,
+                   all_per_image=all_per_image)
 
     def ok(self, dataset: str) -> pd.DataFrame:
         """Finished (``ok``) summary rows of a dataset."""

@@ -63,7 +63,8 @@ def brief_table(summary: pd.DataFrame) -> str:
     for r in summary.to_dict("records"):
         label, dice, _ = headline_columns(summary, r["dataset"], prefix="dataset_")
         per_image = dice.replace("dataset_", "per_image_", 1)
-        rows.append({"dataset": r["dataset"], "method": r["method"], "seed": r["seed"], "status": r["status"],
+        rows.append({"dataset": r["dataset"], "method": r["method"], "seed": r["seed"], "fold": r.get("fold", 0),
+                     "status": r["status"],
                      "Dice (dataset)": r.get(dice), "Dice (per image)": r.get(per_image), "scored class": label,
                      "train s": r.get("train_s"), "latency ms p50": r.get("latency_ms_p50")})
     return markdown_table(pd.DataFrame(rows)) if rows else "No cells."

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from collections.abc import Callable
@@ -9,12 +11,20 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["KEY_COLUMNS", "PREDICTIONS_CELL_FILE", "prediction_dir", "slug", "write_atomic", "load_tables"]
+__all__ = ["KEY_COLUMNS", "COLUMN_DEFAULTS", "stable_hash", "PREDICTIONS_CELL_FILE", "prediction_dir", "slug", "write_atomic", "load_tables"]
 
 #: The columns that name a cell in every table.
-KEY_COLUMNS = ["dataset", "method", "seed"]
+KEY_COLUMNS = ["dataset", "method", "seed", "fold", "train_fraction"]
+#: Columns newer than some run folders, with the value that means what older folders did (one split, the
+#: whole training part, clean test images); ``load_tables`` fills them in.
+COLUMN_DEFAULTS = {"fold": 0, "n_folds": 1, "train_fraction": 1.0, "corruption": "none", "severity": 0}
 #: In each ``predictions/<dataset>/<method>/<seed>/`` folder: the key of the cell whose label maps these are.
 PREDICTIONS_CELL_FILE = "cell.txt"
+
+
+def stable_hash(obj: object) -> str:
+    """A short hash of a JSON-able value, the same in every process (cell keys, split identities)."""
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def slug(text: str) -> str:
@@ -22,9 +32,17 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_")
 
 
-def prediction_dir(run_dir: Path, dataset: str, method: str, seed: int) -> Path:
-    """The folder of one (dataset, method, seed)'s saved label maps, ``<image_id>.png`` each, and its cell file."""
-    return Path(run_dir) / "predictions" / dataset / slug(method) / str(seed)
+def prediction_dir(
+    run_dir: Path, dataset: str, method: str, seed: int, *, fold: int | None = None, train_fraction: float = 1.0
+) -> Path:
+    """The folder of one (dataset, method, seed)'s saved label maps, ``<image_id>.png`` each, and its cell file.
+
+    A cross-validated run keeps each fold's in ``fold<k>/`` below it, a training subset's in ``train<f>/``.
+    """
+    path = Path(run_dir) / "predictions" / dataset / slug(method) / str(seed)
+    if fold is not None:
+        path /= f"fold{fold}"
+    return path / f"train{train_fraction:g}" if train_fraction != 1.0 else path
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
@@ -40,7 +58,15 @@ def load_tables(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     path = run_dir / "summary.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir}: no summary.csv; is this a run folder written by 'segbench run'?")
-    summary = pd.read_csv(path)
+    summary = _with_defaults(pd.read_csv(path))
     images = run_dir / "per_image.csv"
-    per_image = pd.read_csv(images, dtype={"image_id": str}) if images.is_file() else pd.DataFrame()
+    per_image = _with_defaults(pd.read_csv(images, dtype={"image_id": str})) if images.is_file() else pd.DataFrame()
     return summary, per_image
+
+
+def _with_defaults(table: pd.DataFrame) -> pd.DataFrame:
+    """Fill in ``COLUMN_DEFAULTS`` that a table lacks (run folders written before those columns existed)."""
+    for column, value in COLUMN_DEFAULTS.items():
+        if column not in table.columns and (column != "n_folds" or "status" in table.columns):  # n_folds: summary only
+            table[column] = value
+    return table

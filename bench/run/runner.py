@@ -3,16 +3,22 @@
 Run folder layout::
 
     <out>/environment.json      versions, hardware, git commit, full config
-    <out>/splits/<dataset>.csv  the split every method of the run used (image_id,split)
+    <out>/splits/<dataset>.csv  the split every method of the run used (image_id,split);
+                                with --folds K, splits/<dataset>-fold<k>.csv, one per fold
     <out>/cells/<key>/          one finished cell: cell.json (summary row, confusion matrix), per_image.csv,
                                 confusion_per_image.npz (image_id, confusion: one (C, C) matrix per test image)
-    <out>/artifacts/<key>/      what a method keeps of its cell (checkpoints and their history.csv)
-    <out>/summary.csv           one row per dataset x method x seed (rebuilt after every cell)
+    <out>/artifacts/<key>/      what a method keeps of its cell (checkpoints and their history.csv), and
+                                fitted_base.pt where the cell fits a base that other pipelines reuse
+    <out>/summary.csv           one row per cell (dataset x method x seed x fold x train fraction) and test
+                                variant (clean, each corruption x severity); rebuilt after every cell
     <out>/per_image.csv         one row per test image of every cell
     <out>/predictions/<dataset>/<method>/<seed>/<image_id>.png   with --save-predictions
     <out>/predictions/<dataset>/<method>/<seed>/cell.txt         the key of the cell that wrote them
 
-A cell (dataset, method, seed, settings) is the unit of work. Executors (``segbench.run.executors``) run cells
+A cell (dataset, method, seed, fold, train fraction, settings) is the unit of work. Pipelines on the same base
+and settings share one fitted base per (dataset, fold, seed, train fraction): one "provider" cell (the bare
+method when the grid has it, else the first such pipeline) fits and saves it, and runs first; the others load
+it and fit only their stages, so a stage's effect is measured on identical base predictions. Executors (``segbench.run.executors``) run cells
 in this process or on a Dask cluster; workers return records and the driver alone writes the run folder.
 A cell is committed atomically (written to a temporary folder, then renamed) as soon as it ends, and the
 tables are rewritten atomically from the committed cells, so a crash, SIGKILL or Ctrl-C never leaves a
@@ -26,6 +32,7 @@ import dataclasses
 import hashlib
 import importlib
 import io
+import itertools
 import json
 import os
 import shutil
@@ -44,15 +51,18 @@ from tqdm.auto import tqdm
 
 from segbench.datasets import build_dataset
 from segbench.datasets.base import parse_dataset_spec
-from segbench.datasets.splits import dataset_split, write_split_file
+from segbench.datasets.corruptions import corrupt
+from segbench.datasets.splits import dataset_folds, dataset_split, train_subset, write_split_file
 from segbench.datasets.transforms import WorkSize
 from segbench.run.environment import device_name, environment
 from segbench.run.executors import make_executor
 from segbench.measure.latency import MemoryProbe, summarize_ms, timed_call
-from segbench.methods import IncompatibleError, build_method, split_spec
+from segbench.methods import IncompatibleError, Method, build_method, split_spec
 from segbench.methods.tiling import Tiling
 from segbench.measure.metrics import ConfusionMatrix, flatten_scores, scores_from_confusion
 from segbench.run.records import KEY_COLUMNS, PREDICTIONS_CELL_FILE, load_tables, prediction_dir, slug, write_atomic
+from segbench.run.records import stable_hash as _hash
+from segbench.run.shared_bases import fit_cell, share_bases
 
 __all__ = ["RunConfig", "RunResult", "CellTask", "CellOutcome", "run", "evaluate_cell", "load_tables"]
 
@@ -81,6 +91,15 @@ class RunConfig:
     executor: str = "local"
     executor_options: dict[str, Any] = field(default_factory=dict)
     retries: int = 1
+    #: K-fold cross-validation (None: one train/val/test split): every image is tested once per method and seed.
+    folds: int | None = None
+    #: Nested seeded subsets of the training part, each a cell of the grid (val and test unchanged).
+    train_fractions: list[float] = field(default_factory=lambda: [1.0])
+    #: Test-image corruptions x severities each cell is also scored on (trained once, on clean data).
+    corruptions: list[str] = field(default_factory=list)
+    severities: list[int] = field(default_factory=lambda: [1, 3, 5])
+    #: Pipelines with the same base and settings fit it once and reuse it (False: each cell fits its own).
+    share_bases: bool = True
 
     def tiling(self) -> Tiling | None:
         """The ``Tiling`` every method of the run predicts with, or None."""
@@ -92,6 +111,12 @@ class RunConfig:
             raise ValueError("a run needs at least one dataset, one method and one seed")
         if self.retries < 0:
             raise ValueError(f"retries={self.retries} must be 0 or more")
+        if self.folds is not None and self.folds < 2:
+            raise ValueError(f"--folds {self.folds}: cross-validation needs at least 2 folds")
+        if not self.train_fractions or any(not 0 < f <= 1 for f in self.train_fractions):
+            raise ValueError(f"--train-fraction {self.train_fractions}: give fractions in (0, 1], e.g. 0.25,0.5,1.0")
+        for name, severity in itertools.product(self.corruptions, self.severities):
+            corrupt(np.zeros((8, 8, 3), np.uint8), name, severity, seed=0)  # unknown names and severities fail here
         for spec in self.datasets:
             parse_dataset_spec(spec)
         for spec in self.methods:
@@ -124,6 +149,16 @@ class CellTask:
     warmup: int
     save_predictions: bool
     threads: int | None = None
+    fold: int = 0
+    n_folds: int = 1
+    train_fraction: float = 1.0
+    #: ``(corruption, severity)`` test variants scored after the clean test images.
+    variants: tuple[tuple[str, int], ...] = ()
+    #: Shared fitted base: where it is saved (``fitted_base.pt`` of the provider's artifacts), whether this
+    #: cell is the provider that saves it, and otherwise the provider's key (it loads the base from there).
+    base_path: str = ""
+    save_base: bool = False
+    base_cell: str = ""
 
 
 @dataclass
@@ -136,6 +171,8 @@ class CellOutcome:
     extra: dict[str, Any] = field(default_factory=dict)
     confusions: np.ndarray | None = None
     predictions: dict[str, bytes] = field(default_factory=dict)
+    #: One ``{"summary", "rows", "confusions", "matrix"}`` per corrupted test variant, scored like the clean one.
+    variants: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -147,10 +184,6 @@ class RunResult:
     summary: pd.DataFrame
     per_image: pd.DataFrame
     failures: list[dict[str, Any]]
-
-
-def _hash(obj: Any) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def _components(method_spec: str) -> list[str]:
@@ -195,30 +228,13 @@ def _evaluate(task: CellTask) -> CellOutcome:
     getattr(method, "base", method).artifacts_dir = Path(task.artifacts_dir)
     train = dataset.subset(split["train"])
     val = dataset.subset(split["val"]) if split["val"] and eval_split == "test" else None
-    start = time.perf_counter()
-    method.fit(train, val)
-    train_s = time.perf_counter() - start
+    method, train_s, base_cell = fit_cell(task, method, train, val)
 
-    meter = ConfusionMatrix(dataset.num_classes, ignore_index=dataset.ignore_index)
-    rows, times, confusions, predictions = [], [], [], {}
     test_ids = split[eval_split]
     device = str(getattr(getattr(method, "base", method), "device", "cpu"))
-    with torch.inference_mode(), MemoryProbe(device) as memory:
-        for i, sample_id in enumerate(tqdm(test_ids, desc=f"{task.method} predict", leave=False, disable=None)):
-            sample = dataset.load(sample_id)
-            if i == 0:
-                for _ in range(task.warmup):  # first calls pay for lazy initialisation; never timed
-                    method.predict(sample.image)
-            labels, ms = timed_call(method.predict, sample.image)
-            times.append(ms)
-            confusions.append(meter.update(sample.mask, labels, ignore_mask=sample.ignore))
-            rows.append(_image_row(task, dataset.class_names, sample_id, confusions[-1], ms))
-            if task.save_predictions:
-                buffer = io.BytesIO()
-                Image.fromarray(labels.astype(np.uint8)).save(buffer, format="PNG")
-                predictions[sample_id] = buffer.getvalue()
-    result = meter.compute()
-    summary = {
+    clean = _score(task, method, dataset, test_ids, device, corruption="none", severity=0)
+    variants = [_score(task, method, dataset, test_ids, device, corruption=c, severity=sev) for c, sev in task.variants]
+    fixed = {
         "status": "ok",
         "error": "",
         "family": method.family,
@@ -227,24 +243,66 @@ def _evaluate(task: CellTask) -> CellOutcome:
         "n_val": len(split["val"]),
         "n_test": len(test_ids),
         "train_s": train_s,
+        "base_cell": base_cell,
+    }
+    after = {"method_config": json.dumps(method.config(), default=str)}
+    for scored in (clean, *variants):
+        scored["summary"] = {**fixed, **scored["summary"], "work_size": json.dumps(method.work_size), **after}
+    extra = {"confusion_matrix": clean.pop("matrix"), "class_names": list(dataset.class_names)}
+    return CellOutcome(clean["summary"], clean["rows"], extra, clean["confusions"], clean["predictions"], variants)
+
+
+def _score(
+    task: CellTask, method: Method, dataset: Any, test_ids: list[str], device: str, *, corruption: str, severity: int
+) -> dict[str, Any]:
+    """Predict and score the test images, clean or corrupted (``corrupt``, seeded per image); the clean pass
+    warms the method up first and alone saves predictions."""
+    meter = ConfusionMatrix(dataset.num_classes, ignore_index=dataset.ignore_index)
+    rows, times, confusions, predictions = [], [], [], {}
+    clean = corruption == "none"
+    desc = f"{task.method} predict" + ("" if clean else f" {corruption}-{severity}")
+    with torch.inference_mode(), MemoryProbe(device) as memory:
+        for i, sample_id in enumerate(tqdm(test_ids, desc=desc, leave=False, disable=None)):
+            sample = dataset.load(sample_id)
+            image = sample.image if clean else corrupt(sample.image, corruption, severity, seed=_image_seed(sample_id))
+            if i == 0 and clean:
+                for _ in range(task.warmup):  # first calls pay for lazy initialisation; never timed
+                    method.predict(image)
+            labels, ms = timed_call(method.predict, image)
+            times.append(ms)
+            confusions.append(meter.update(sample.mask, labels, ignore_mask=sample.ignore))
+            rows.append(_image_row(task, dataset.class_names, sample_id, confusions[-1], ms, corruption, severity))
+            if task.save_predictions and clean:
+                buffer = io.BytesIO()
+                Image.fromarray(labels.astype(np.uint8)).save(buffer, format="PNG")
+                predictions[sample_id] = buffer.getvalue()
+    result = meter.compute()
+    summary = {
+        "corruption": corruption,
+        "severity": severity,
         **summarize_ms(times),
         "peak_mem_mb": memory.peak_mb,
         "device": device,
         "device_name": device_name(device),
         "threads": torch.get_num_threads(),
-        "work_size": json.dumps(method.work_size),
         **flatten_scores(result["dataset"], dataset.class_names, prefix="dataset_"),
         **flatten_scores(result["per_image"], dataset.class_names, prefix="per_image_"),
-        "method_config": json.dumps(method.config(), default=str),
     }
-    extra = {"confusion_matrix": meter.matrix.tolist(), "class_names": list(dataset.class_names)}
     c = dataset.num_classes
     stacked = np.stack(confusions) if confusions else np.zeros((0, c, c), np.int64)
-    return CellOutcome(summary, rows, extra, stacked, predictions)
+    return {"summary": summary, "rows": rows, "confusions": stacked, "matrix": meter.matrix.tolist(), "predictions": predictions}
 
 
-def _image_row(task: CellTask, class_names: tuple[str, ...], sample_id: str, cm: np.ndarray, ms: float) -> dict[str, Any]:
-    row = {"dataset": task.dataset_name, "method": task.method, "seed": task.seed, "image_id": sample_id}
+def _image_seed(sample_id: str) -> int:
+    """A corruption seed per image, the same in every process and run (``hash`` of a str is salted per process)."""
+    return int(hashlib.sha1(sample_id.encode()).hexdigest()[:8], 16)
+
+
+def _image_row(
+    task: CellTask, class_names: tuple[str, ...], sample_id: str, cm: np.ndarray, ms: float, corruption: str, severity: int
+) -> dict[str, Any]:
+    row = {"dataset": task.dataset_name, "method": task.method, "seed": task.seed, "fold": task.fold,
+           "train_fraction": task.train_fraction, "corruption": corruption, "severity": severity, "image_id": sample_id}
     return {**row, **flatten_scores(scores_from_confusion(cm), class_names), "latency_ms": ms}
 
 
@@ -265,7 +323,8 @@ class _RunFolder:
 
     def commit(self, task: CellTask, outcome: CellOutcome, *, attempts: int) -> None:
         if outcome.predictions:
-            pred_dir = prediction_dir(self.root, task.dataset_name, task.method, task.seed)
+            pred_dir = prediction_dir(self.root, task.dataset_name, task.method, task.seed,
+                                      fold=task.fold if task.n_folds > 1 else None, train_fraction=task.train_fraction)
             pred_dir.mkdir(parents=True, exist_ok=True)
             for sample_id, png in outcome.predictions.items():
                 write_atomic(pred_dir / f"{slug(sample_id)}.png", lambda p, png=png: p.write_bytes(png))
@@ -276,14 +335,30 @@ class _RunFolder:
         tmp = final.with_name(f".tmp-{task.key}-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        summary = {"dataset": task.dataset_name, "method": task.method, "seed": task.seed, **outcome.summary,
-                   "attempts": attempts, "cell": task.key}
+        ids = {"dataset": task.dataset_name, "method": task.method, "seed": task.seed, "fold": task.fold,
+               "train_fraction": task.train_fraction, "corruption": "none", "severity": 0}
+        after = {"n_folds": task.n_folds, "attempts": attempts, "cell": task.key}
+        summary = {**ids, **outcome.summary, **after}
         record = {"summary": summary, "key": task.key, **outcome.extra}
+        if outcome.variants:  # corrupted test images: one summary row and confusion matrix each
+            record["variants"] = [{"summary": {**ids, **v["summary"], **after}, "confusion_matrix": v["matrix"]}
+                                  for v in outcome.variants]
         (tmp / "cell.json").write_text(json.dumps(record, indent=1, default=str))
-        pd.DataFrame(outcome.rows).to_csv(tmp / "per_image.csv", index=False)
+        rows = outcome.rows + [r for v in outcome.variants for r in v["rows"]]
+        pd.DataFrame(rows).to_csv(tmp / "per_image.csv", index=False)
         if outcome.confusions is not None:
-            ids = np.array([r["image_id"] for r in outcome.rows], dtype=str)
-            np.savez_compressed(tmp / "confusion_per_image.npz", image_id=ids, confusion=outcome.confusions)
+            # The clean matrices under image_id/confusion (one per test image, as the report reads them);
+            # corrupted ones beside them, named by image, corruption and severity.
+            arrays = {"image_id": np.array([r["image_id"] for r in outcome.rows], dtype=str), "confusion": outcome.confusions}
+            if outcome.variants:
+                variant_rows = [r for v in outcome.variants for r in v["rows"]]
+                arrays |= {
+                    "variant_image_id": np.array([r["image_id"] for r in variant_rows], dtype=str),
+                    "variant_corruption": np.array([r["corruption"] for r in variant_rows], dtype=str),
+                    "variant_severity": np.array([r["severity"] for r in variant_rows]),
+                    "variant_confusion": np.concatenate([v["confusions"] for v in outcome.variants]),
+                }
+            np.savez_compressed(tmp / "confusion_per_image.npz", **arrays)
         shutil.rmtree(final, ignore_errors=True)  # an earlier failed attempt of the same cell
         os.replace(tmp, final)
 
@@ -294,7 +369,8 @@ class _RunFolder:
             path = self.cell_dir(key) / "cell.json"
             if not path.is_file():
                 continue
-            summaries.append(json.loads(path.read_text())["summary"])
+            record = json.loads(path.read_text())
+            summaries += [record["summary"], *(v["summary"] for v in record.get("variants", []))]
             rows_path = self.cell_dir(key) / "per_image.csv"
             if rows_path.stat().st_size > 1:
                 per_image.append(pd.read_csv(rows_path, dtype={"image_id": str}))
@@ -305,42 +381,73 @@ class _RunFolder:
         return summary, images
 
 
+def _splits(config: RunConfig, dataset: Any, folder: _RunFolder, name: str) -> list[dict[str, list[str]]]:
+    """The dataset's split, or one split per fold with ``--folds``; each written to ``splits/``."""
+    if config.folds is None:
+        splits = [dataset_split(dataset, seed=config.split_seed, fractions=config.split_fractions, split_file=config.split_file)]
+        write_split_file(splits[0], folder.root / "splits" / f"{slug(name)}.csv")
+        return splits
+    splits = dataset_folds(dataset, config.folds, seed=config.split_seed, fractions=config.split_fractions,
+                           split_file=config.split_file)
+    for k, split in enumerate(splits):
+        write_split_file(split, folder.root / "splits" / f"{slug(name)}-fold{k}.csv")
+    return splits
+
+
 def _plan(config: RunConfig, folder: _RunFolder) -> tuple[list[CellTask], dict[str, CellOutcome]]:
     """Every cell of the grid, in order, and the outcomes already known on the driver (broken datasets)."""
     tasks, known = [], {}
+    variants = tuple((c, s) for c in config.corruptions for s in config.severities)
+    n_folds = config.folds or 1
     for dataset_spec in config.datasets:
         name = parse_dataset_spec(dataset_spec)[0]
         options = config.dataset_options.get(name, {})
         try:
             dataset = build_dataset(dataset_spec, data_dir=config.data_dir, options=options)
-            split = dataset_split(dataset, seed=config.split_seed, fractions=config.split_fractions, split_file=config.split_file)
-            write_split_file(split, folder.root / "splits" / f"{slug(name)}.csv")
+            splits = _splits(config, dataset, folder, name)
             dataset_config, broken = dataset.config(), None
+            size = config.size if config.size is not None else dataset.work_size  # one size for every method
         except Exception as exc:  # a missing or broken dataset fails its cells, not the run
-            split, dataset_config, broken = {"train": [], "val": [], "test": []}, None, _failed(exc, trace=traceback.format_exc())
-        for method_spec in config.methods:
+            splits = [{"train": [], "val": [], "test": []}] * n_folds
+            dataset_config, broken, size = None, _failed(exc, trace=traceback.format_exc()), config.size
+        for method_spec, fold, fraction, seed in itertools.product(
+            config.methods, range(n_folds), config.train_fractions, config.seeds
+        ):
             method_options = {k: v for k, v in config.method_options.items() if k in _components(method_spec)}
-            for seed in config.seeds:
-                identity = {
-                    "dataset": dataset_spec, "dataset_config": dataset_config, "split": _hash(split),
-                    "method": method_spec, "options": method_options, "size": config.size,
-                    "quick": config.quick, "seed": seed,
-                }
-                if config.tile is not None:  # only then, so cells of runs without tiling keep their keys
-                    identity["tiling"] = dataclasses.asdict(config.tiling())
-                key = f"{slug(name)}__{slug(method_spec)}__seed{seed}-{_hash(identity)}"
-                task = CellTask(
-                    key=key, dataset_spec=dataset_spec, dataset_name=name, method=method_spec, seed=seed,
-                    split=split, artifacts_dir=str(folder.root / "artifacts" / key), data_dir=config.data_dir,
-                    dataset_options=options, method_options=method_options, size=config.size, tiling=config.tiling(),
-                    quick=config.quick,
-                    warmup=config.warmup, save_predictions=config.save_predictions,
-                    threads=config.executor_options.get("threads_per_worker") if config.executor == "dask" else None,
-                )
-                tasks.append(task)
-                if broken is not None:
-                    known[key] = broken
-    return tasks, known
+            split = splits[fold]
+            if fraction != 1.0:  # nested subsets of the training part, the same for every method
+                split = {**split, "train": train_subset(split["train"], fraction, seed=config.split_seed)}
+            identity = {
+                "dataset": dataset_spec, "dataset_config": dataset_config, "split": _hash(split),
+                "method": method_spec, "options": method_options, "size": size,
+                "quick": config.quick, "seed": seed,
+            }
+            # New settings enter the key only when set, so cells of runs without them keep their keys.
+            if config.tile is not None:
+                identity["tiling"] = dataclasses.asdict(config.tiling())
+            if config.folds is not None:
+                identity["fold"] = [fold, n_folds]
+            if fraction != 1.0:
+                identity["train_fraction"] = fraction
+            if variants:
+                identity["variants"] = variants
+            name_parts = [slug(name), slug(method_spec), f"seed{seed}"]
+            name_parts += [f"fold{fold}"] if config.folds is not None else []
+            name_parts += [f"train{fraction:g}"] if fraction != 1.0 else []
+            key = f"{'__'.join(name_parts)}-{_hash(identity)}"
+            task = CellTask(
+                key=key, dataset_spec=dataset_spec, dataset_name=name, method=method_spec, seed=seed,
+                split=split, artifacts_dir=str(folder.root / "artifacts" / key), data_dir=config.data_dir,
+                dataset_options=options, method_options=method_options, size=size, tiling=config.tiling(),
+                quick=config.quick,
+                warmup=config.warmup, save_predictions=config.save_predictions,
+                threads=config.executor_options.get("threads_per_worker") if config.executor == "dask" else None,
+                fold=fold, n_folds=n_folds, train_fraction=fraction, variants=variants,
+            )
+            tasks.append(task)
+            if broken is not None:
+                known[key] = broken
+    return (share_bases(tasks) if config.share_bases else tasks), known
 
 
 def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] = print) -> RunResult:
@@ -385,9 +492,11 @@ def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] 
     options = {**config.executor_options, **({"preload": config.imports} if config.executor == "dask" else {})}
     executor = make_executor(config.executor, **options) if pending else None
     try:
-        while pending:
-            retry = [t for t, outcome in executor.map_unordered(evaluate_cell, pending, lambda t, e: _failed(e)) if finish(t, outcome)]
-            pending = retry
+        # Phase 1: the cells that fit a shared base (and save it); phase 2: the cells that load it.
+        for phase in ([t for t in pending if t.save_base], [t for t in pending if not t.save_base]):
+            while phase:
+                phase = [t for t, outcome in executor.map_unordered(evaluate_cell, phase, lambda t, e: _failed(e))
+                         if finish(t, outcome)]
     finally:
         if executor is not None:
             executor.close()

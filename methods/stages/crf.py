@@ -2,7 +2,8 @@
 
 ``pydensecrf2`` runs mean-field inference with a Gaussian smoothness kernel (nearby pixels agree) and a
 bilateral appearance kernel (nearby pixels of similar colour agree). The method's probabilities are the
-unary term. The CRF runs at most at ``max_side`` pixels on the longer side (a 768x576 PH2 image costs
+unary term. The CRF runs at the pipeline's working size by default, or at most at ``max_side`` pixels on the
+longer side (a 768x576 PH2 image costs
 ~0.37 s at full size, ~0.16 s at 512); its correction ``log Q - log P`` is upsampled and added to the
 full-resolution log-probabilities, so thin detail the method found survives the round trip and a CRF
 without pairwise terms returns its input.
@@ -85,7 +86,9 @@ class DenseCRF(Stage):
         iterations: Mean-field iterations.
         gaussian_sxy, gaussian_weight: Smoothness kernel (pixels at the CRF's resolution, Potts weight).
         bilateral_sxy, bilateral_srgb, bilateral_weight: Appearance kernel.
-        max_side: The CRF runs at this longer side at most (kernel widths are pixels at that size).
+        max_side: The CRF runs at this longer side at most (kernel widths are pixels at that size);
+            ``"pipeline"`` (default): at the pipeline's working size, as every other part of it; None: at
+            the image's own size.
         tune: In ``fit``, choose ``bilateral_weight``, ``bilateral_srgb`` and ``bilateral_sxy`` from a small
             grid by mean IoU on held-out images: the validation split when there is one, else the training
             split (never the test split). Validation first because a method's predictions on its own
@@ -103,7 +106,7 @@ class DenseCRF(Stage):
         bilateral_sxy: float = 40.0
         bilateral_srgb: float = 13.0
         bilateral_weight: float = 5.0
-        max_side: int | None = 512
+        max_side: int | str | None = "pipeline"
         tune: bool = True
         tune_images: int = 12
 
@@ -114,6 +117,8 @@ class DenseCRF(Stage):
         super().__init__(num_classes, seed=seed, **options)
         if self.opts.iterations < 0:
             raise ValueError(f"crf: iterations must be >= 0, got {self.opts.iterations}")
+        if isinstance(self.opts.max_side, str) and self.opts.max_side != "pipeline":
+            raise ValueError(f"crf: max_side={self.opts.max_side!r}; give a number of pixels, None or 'pipeline'")
         self.params_ = self._params(self.opts)
         self.tuning_: list[dict[str, float]] = []
 
@@ -124,7 +129,7 @@ class DenseCRF(Stage):
 
     def _refine(self, image: np.ndarray, proba: np.ndarray, params: dict[str, float]) -> np.ndarray:
         h, w = proba.shape[1:]
-        shape = work_shape(h, w, self.opts.max_side)
+        shape = work_shape(h, w, self.work_size if self.opts.max_side == "pipeline" else self.opts.max_side)
         if shape == (h, w):
             return dense_crf(image, proba, **params)
         small_p = resize_proba(proba, shape)
