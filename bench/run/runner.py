@@ -49,7 +49,7 @@ from segbench.datasets.transforms import WorkSize
 from segbench.run.environment import device_name, environment
 from segbench.run.executors import make_executor
 from segbench.measure.latency import MemoryProbe, summarize_ms, timed_call
-from segbench.methods import IncompatibleError, build_method, split_spec
+from segbench.methods import METHODS, IncompatibleError, build_method, split_spec
 from segbench.methods.tiling import Tiling
 from segbench.measure.metrics import ConfusionMatrix, flatten_scores, scores_from_confusion
 from segbench.run.records import KEY_COLUMNS, PREDICTIONS_CELL_FILE, load_tables, prediction_dir, slug, write_atomic
@@ -81,6 +81,8 @@ class RunConfig:
     executor: str = "local"
     executor_options: dict[str, Any] = field(default_factory=dict)
     retries: int = 1
+    #: Wall-clock training budget (seconds) of every method whose training loop takes one (``budget_s``).
+    budget_s: float | None = None
 
     def tiling(self) -> Tiling | None:
         """The ``Tiling`` every method of the run predicts with, or None."""
@@ -92,6 +94,8 @@ class RunConfig:
             raise ValueError("a run needs at least one dataset, one method and one seed")
         if self.retries < 0:
             raise ValueError(f"retries={self.retries} must be 0 or more")
+        if self.budget_s is not None and not self.budget_s > 0:
+            raise ValueError(f"budget_s={self.budget_s} must be > 0 seconds (--budget-s)")
         for spec in self.datasets:
             parse_dataset_spec(spec)
         for spec in self.methods:
@@ -156,6 +160,15 @@ def _hash(obj: Any) -> str:
 def _components(method_spec: str) -> list[str]:
     base, stages = split_spec(method_spec)
     return [base, *stages]
+
+
+def _with_budget(method_spec: str, options: dict[str, dict[str, Any]], budget_s: float | None) -> dict[str, dict[str, Any]]:
+    """``options`` plus the run's budget as the base method's ``budget_s`` option, where its training loop takes
+    one (an explicit ``--opt METHOD.budget_s`` wins). The options enter the cell key, so the budget does too."""
+    base = split_spec(method_spec)[0]
+    if budget_s is None or "budget_s" not in {f.name for f in dataclasses.fields(METHODS.get(base).Options)}:
+        return options
+    return {**options, base: {"budget_s": budget_s, **options.get(base, {})}}
 
 
 def _failed(exc: BaseException, *, trace: str | None = None) -> CellOutcome:
@@ -227,6 +240,7 @@ def _evaluate(task: CellTask) -> CellOutcome:
         "n_val": len(split["val"]),
         "n_test": len(test_ids),
         "train_s": train_s,
+        **{k: method.train_info.get(k) for k in ("epochs_run", "budget_s", "stop_reason")},  # empty: no network trained
         **summarize_ms(times),
         "peak_mem_mb": memory.peak_mb,
         "device": device,
@@ -320,6 +334,7 @@ def _plan(config: RunConfig, folder: _RunFolder) -> tuple[list[CellTask], dict[s
             split, dataset_config, broken = {"train": [], "val": [], "test": []}, None, _failed(exc, trace=traceback.format_exc())
         for method_spec in config.methods:
             method_options = {k: v for k, v in config.method_options.items() if k in _components(method_spec)}
+            method_options = _with_budget(method_spec, method_options, config.budget_s)
             for seed in config.seeds:
                 identity = {
                     "dataset": dataset_spec, "dataset_config": dataset_config, "split": _hash(split),
