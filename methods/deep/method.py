@@ -162,7 +162,8 @@ class DeepMethod(Method):
             _write_history(Path(self.artifacts_dir) / "history.csv", result.history)
 
     def _train(self, model: nn.Module, train: list[Sample], val: list[Sample] | None) -> TrainResult:
-        """Train ``model`` in place; the shared image-level loop unless a method needs another (patch classifiers)."""
+        """Train ``model`` in place on whole images; a method that trains on other data (patches) overrides this to
+        give ``train_loop`` its own ``TrainData``."""
         return train_model(
             model,
             train,

@@ -302,14 +302,17 @@ def train_loop(
     if budget is None:
         total_steps = data.steps_per_epoch * config.epochs
         warmup_steps = round(config.warmup_epochs * data.steps_per_epoch)
-        factor = lambda step: lr_factor(step, total_steps=total_steps, warmup_steps=warmup_steps, min_ratio=config.min_lr_ratio)  # noqa: E731
         epochs: Iterator[int] | range = range(1, config.epochs + 1)
+
+        def factor(step: int) -> float:
+            return lr_factor(step, total_steps=total_steps, warmup_steps=warmup_steps, min_ratio=config.min_lr_ratio)
     else:
         warmup = min(1.0, config.warmup_epochs / config.epochs)
-        factor = lambda _: budget_lr_factor(  # noqa: E731
-            time.perf_counter() - start_time, budget_s=budget, warmup=warmup, min_ratio=config.min_lr_ratio
-        )
         epochs = itertools.count(1)  # until the budget is spent (or early stopping)
+
+        def factor(step: int) -> float:
+            return budget_lr_factor(time.perf_counter() - start_time, budget_s=budget, warmup=warmup, min_ratio=config.min_lr_ratio)
+
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     autocast_dtype = amp_dtype(device, config.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)
