@@ -107,6 +107,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         corruptions=_csv(args.corruptions) if args.corruptions else [],
         severities=[int(s) for s in _csv(args.severities)],
         share_bases=not args.no_share_bases,
+        budget_s=args.budget_s,
     )
     if args.no_progress:  # also the training bars inside methods (and on local Dask workers started after this)
         os.environ["TQDM_DISABLE"] = "1"
@@ -211,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-predictions", action="store_true", help="write each predicted label map as a PNG")
     p.add_argument("--quick", action="store_true", help="small budgets (each method's quick_options): the default suite")
     p.add_argument("--warmup", type=int, default=1, help="untimed predictions before timing (default: 1)")
+    p.add_argument("--budget-s", type=float, default=None, metavar="S",
+                   help="train every deep method for S wall-clock seconds, its learning-rate schedule laid out over them")
     p.add_argument("--opt", action="append", metavar="METHOD.KEY=VALUE", help="method or stage option (repeatable)")
     p.add_argument("--dataset-opt", action="append", metavar="DATASET.KEY=VALUE", help="dataset option (repeatable)")
     p.add_argument("--tile", type=int, default=None, help="predict in square tiles of this many pixels at the working size")

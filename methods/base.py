@@ -133,6 +133,12 @@ class Method(abc.ABC):
         """``(H, W)`` label map (argmax of ``predict_proba``)."""
         return self.predict_proba(image).argmax(axis=0).astype(np.uint8 if self.num_classes <= 256 else np.int32)
 
+    @property
+    def train_info(self) -> dict[str, Any]:
+        """What training did, for the records: ``epochs_run``, ``budget_s``, ``stop_reason`` of a trained network;
+        empty for methods that train none (``DeepMethod`` fills it)."""
+        return {}
+
     def prepare_untrained(self) -> bool:
         """Make ``predict`` work without ``fit``, for timing only; return False where that is impossible.
 
@@ -242,6 +248,10 @@ class Pipeline(Method):
 
     def config(self) -> dict[str, Any]:
         return {**self.base.config(), "method": self.name, "stages": [s.config() for s in self.stages]}
+
+    @property
+    def train_info(self) -> dict[str, Any]:
+        return self.base.train_info
 
     def _fit(self, train, val):  # pragma: no cover - Pipeline overrides fit
         raise NotImplementedError

@@ -15,17 +15,11 @@ from segbench.methods import METHODS, build_method
 from segbench.methods.deep import CHECKPOINT_NAME, DeepMethod
 from segbench.methods.deep.losses import build_loss
 from segbench.methods.deep import training
-from segbench.methods.deep.training import (
-    Normalization,
-    TrainConfig,
-    _augment,
-    evaluate_model,
-    load_checkpoint,
-    lr_factor,
-    progress_bar,
-    seed_everything,
-    train_model,
-)
+from segbench.methods.deep.augment import augment
+from segbench.methods.deep.checkpoint import load_checkpoint
+from segbench.methods.deep.device import seed_everything
+from segbench.methods.deep.inference import Normalization, evaluate_model
+from segbench.methods.deep.training import TrainConfig, lr_factor, progress_bar, train_model
 from segbench.run.runner import RunConfig, run
 
 DEEP = [name for name in METHODS.names() if METHODS.get(name).family == "deep"]
@@ -143,7 +137,7 @@ def test_augmentation_moves_image_and_mask_together():
     config = TrainConfig(scale_range=(0.6, 1.4), color_jitter=0.0)
     gen = torch.Generator().manual_seed(0)
     for _ in range(20):
-        img, lab = _augment(image, torch.from_numpy(mask), crop=(24, 36), config=config, gen=gen, fill=torch.full((3,), 77.0), ignore_index=255)
+        img, lab = augment(image, torch.from_numpy(mask), crop=(24, 36), config=config, gen=gen, fill=torch.full((3,), 77.0), ignore_index=255)
         assert img.shape == (3, 24, 36) and lab.shape == (24, 36)
         assert torch.equal(img[0], img[1])
         pure = (img[0] == 0) | (img[0] == 200)  # not blended by bilinear resampling, not padding
@@ -156,7 +150,7 @@ def test_colour_jitter_keeps_the_mask_and_the_range():
     image = torch.randint(0, 256, (3, 20, 20), dtype=torch.uint8)
     mask = torch.randint(0, 2, (20, 20))
     config = TrainConfig(scale_range=(1.0, 1.0), hflip=False, vflip=False, color_jitter=0.5)
-    img, lab = _augment(image, mask, crop=(20, 20), config=config, gen=torch.Generator().manual_seed(3), fill=torch.zeros(3), ignore_index=255)
+    img, lab = augment(image, mask, crop=(20, 20), config=config, gen=torch.Generator().manual_seed(3), fill=torch.zeros(3), ignore_index=255)
     assert torch.equal(lab, mask)
     assert not torch.equal(img, image.float()) and img.min() >= 0 and img.max() <= 255
 

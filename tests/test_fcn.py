@@ -14,7 +14,8 @@ from segbench.datasets import DATASETS
 from segbench.methods import build_method
 from segbench.methods.deep.fcn import FCN, BilinearUp, bilinear_kernel
 from segbench.methods.deep.sliding_window import PatchClassifier, dense_to_conv
-from segbench.methods.deep.training import evaluate_model, seed_everything
+from segbench.methods.deep.device import seed_everything
+from segbench.methods.deep.inference import evaluate_model
 
 TOL = 1e-4
 

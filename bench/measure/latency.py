@@ -196,7 +196,7 @@ def _precision(method: Any) -> dict[str, Any]:
     amp = bool(getattr(opts, "amp", False)) and on_cuda  # the training loop autocasts on CUDA only
     dtype = "float32"
     if amp:
-        from segbench.methods.deep.training import amp_dtype
+        from segbench.methods.deep.device import amp_dtype
 
         dtype = str(amp_dtype(torch.device(device), True)).removeprefix("torch.")
     return {"device": device, "dtype": dtype, "amp": amp, "channels_last": bool(getattr(opts, "channels_last", False)) and on_cuda}

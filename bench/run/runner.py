@@ -57,7 +57,7 @@ from segbench.datasets.transforms import WorkSize
 from segbench.run.environment import device_name, environment
 from segbench.run.executors import make_executor
 from segbench.measure.latency import MemoryProbe, summarize_ms, timed_call
-from segbench.methods import IncompatibleError, Method, build_method, split_spec
+from segbench.methods import METHODS, IncompatibleError, Method, build_method, split_spec
 from segbench.methods.tiling import Tiling
 from segbench.measure.metrics import ConfusionMatrix, flatten_scores, scores_from_confusion
 from segbench.run.records import KEY_COLUMNS, PREDICTIONS_CELL_FILE, load_tables, prediction_dir, slug, write_atomic
@@ -100,6 +100,8 @@ class RunConfig:
     severities: list[int] = field(default_factory=lambda: [1, 3, 5])
     #: Pipelines with the same base and settings fit it once and reuse it (False: each cell fits its own).
     share_bases: bool = True
+    #: Wall-clock training budget (seconds) of every method whose training loop takes one (``budget_s``).
+    budget_s: float | None = None
 
     def tiling(self) -> Tiling | None:
         """The ``Tiling`` every method of the run predicts with, or None."""
@@ -117,6 +119,8 @@ class RunConfig:
             raise ValueError(f"--train-fraction {self.train_fractions}: give fractions in (0, 1], e.g. 0.25,0.5,1.0")
         for name, severity in itertools.product(self.corruptions, self.severities):
             corrupt(np.zeros((8, 8, 3), np.uint8), name, severity, seed=0)  # unknown names and severities fail here
+        if self.budget_s is not None and not self.budget_s > 0:
+            raise ValueError(f"budget_s={self.budget_s} must be > 0 seconds (--budget-s)")
         for spec in self.datasets:
             parse_dataset_spec(spec)
         for spec in self.methods:
@@ -191,6 +195,15 @@ def _components(method_spec: str) -> list[str]:
     return [base, *stages]
 
 
+def _with_budget(method_spec: str, options: dict[str, dict[str, Any]], budget_s: float | None) -> dict[str, dict[str, Any]]:
+    """``options`` plus the run's budget as the base method's ``budget_s`` option, where its training loop takes
+    one (an explicit ``--opt METHOD.budget_s`` wins). The options enter the cell key, so the budget does too."""
+    base = split_spec(method_spec)[0]
+    if budget_s is None or "budget_s" not in {f.name for f in dataclasses.fields(METHODS.get(base).Options)}:
+        return options
+    return {**options, base: {"budget_s": budget_s, **options.get(base, {})}}
+
+
 def _failed(exc: BaseException, *, trace: str | None = None) -> CellOutcome:
     return CellOutcome({"status": "failed", "error": f"{type(exc).__name__}: {exc}"}, extra={"traceback": trace or ""})
 
@@ -244,6 +257,7 @@ def _evaluate(task: CellTask) -> CellOutcome:
         "n_test": len(test_ids),
         "train_s": train_s,
         "base_cell": base_cell,
+        **{k: method.train_info.get(k) for k in ("epochs_run", "budget_s", "stop_reason")},  # empty: no network trained
     }
     after = {"method_config": json.dumps(method.config(), default=str)}
     for scored in (clean, *variants):
@@ -414,6 +428,7 @@ def _plan(config: RunConfig, folder: _RunFolder) -> tuple[list[CellTask], dict[s
             config.methods, range(n_folds), config.train_fractions, config.seeds
         ):
             method_options = {k: v for k, v in config.method_options.items() if k in _components(method_spec)}
+            method_options = _with_budget(method_spec, method_options, config.budget_s)
             split = splits[fold]
             if fraction != 1.0:  # nested subsets of the training part, the same for every method
                 split = {**split, "train": train_subset(split["train"], fraction, seed=config.split_seed)}

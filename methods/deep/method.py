@@ -37,18 +37,10 @@ from torch import nn
 from segbench.datasets.base import IGNORE_INDEX, Sample
 from segbench.datasets.transforms import WorkSize, resize_image, resize_proba, work_shape
 from segbench.methods.base import Method
-from segbench.methods.deep.training import (
-    Normalization,
-    TrainConfig,
-    TrainResult,
-    load_checkpoint,
-    pick_device,
-    predict_proba_batch,
-    predict_proba_tensor,
-    save_checkpoint,
-    seed_everything,
-    train_model,
-)
+from segbench.methods.deep.checkpoint import load_checkpoint, save_checkpoint
+from segbench.methods.deep.device import pick_device, seed_everything
+from segbench.methods.deep.inference import Normalization, predict_proba_batch, predict_proba_tensor
+from segbench.methods.deep.training import TrainConfig, TrainResult, train_model
 
 __all__ = ["DeepMethod", "CHECKPOINT_NAME"]
 
@@ -125,6 +117,8 @@ class DeepMethod(Method):
     def _identity(self) -> dict[str, Any]:
         """What a reusable ``best.pt`` must share with this instance."""
         training = {k: v for k, v in dataclasses.asdict(self.train_config()).items() if k not in _VOLATILE}
+        if training["budget_s"] is None:  # trained by epochs: checkpoints from before budgets existed stay reusable
+            del training["budget_s"]
         return {
             "method": self.name,
             "num_classes": self.num_classes,
@@ -168,7 +162,8 @@ class DeepMethod(Method):
             _write_history(Path(self.artifacts_dir) / "history.csv", result.history)
 
     def _train(self, model: nn.Module, train: list[Sample], val: list[Sample] | None) -> TrainResult:
-        """Train ``model`` in place; the shared image-level loop unless a method needs another (patch classifiers)."""
+        """Train ``model`` in place on whole images; a method that trains on other data (patches) overrides this to
+        give ``train_loop`` its own ``TrainData``."""
         return train_model(
             model,
             train,
@@ -180,6 +175,14 @@ class DeepMethod(Method):
             device=self.device,
             desc=self.name,
         )
+
+    @property
+    def train_info(self) -> dict[str, Any]:
+        """Epochs run, the budget, and what stopped training (the checkpoint's when weights were loaded)."""
+        meta = self.checkpoint_meta
+        if meta is None:
+            return {}
+        return {"epochs_run": meta["epochs_run"], "budget_s": meta["training"].get("budget_s"), "stop_reason": meta["stopped"]}
 
     def prepare_untrained(self) -> bool:
         """Random weights, for timing only (``segbench latency``): a network costs the same trained or not."""

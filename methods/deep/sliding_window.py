@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
-import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -33,16 +33,11 @@ from segbench.datasets.transforms import resize_image, work_shape
 from segbench.methods.base import METHODS
 from segbench.methods.deep.method import DeepMethod, DeepOptions
 from segbench.methods.deep.layers import init_weights
-from segbench.methods.deep.training import (
-    Normalization,
-    TrainResult,
-    deterministic_algorithms,
-    lr_factor,
-    progress_bar,
-)
+from segbench.methods.deep.inference import Normalization
+from segbench.methods.deep.training import TrainData, TrainResult, train_loop
 from segbench.measure.metrics import ConfusionMatrix
 
-__all__ = ["PatchClassifier", "dense_to_conv", "SlidingWindowMethod", "SlidingWindowConvMethod"]
+__all__ = ["PatchClassifier", "PatchData", "dense_to_conv", "SlidingWindowMethod", "SlidingWindowConvMethod"]
 
 
 class PatchClassifier(nn.Sequential):
@@ -190,11 +185,9 @@ class SlidingWindowMethod(DeepMethod):
 
     Trained on ``window x window`` patches labelled by their centre pixel, ``patches_per_class`` per class and
     training image each epoch (balanced sampling: small classes are not drowned out), with random flips and
-    90-degree rotations. Training has its own small loop (same AdamW, warm-up + cosine schedule, gradient
-    clipping, seeding and validation-based model selection as the shared one): the shared loop trains
-    image-to-mask networks with a per-pixel loss, while this network maps a patch to one label. The shared
-    loop's image-level options (``loss``, ``crop``, ``scale_range``, ``color_jitter``) and ``amp`` /
-    ``channels_last`` do not apply: training and inference run in float32.
+    90-degree rotations (``PatchData``), by the shared training loop with a cross-entropy loss on the patch
+    classifier's scores. The image-level options (``loss``, ``crop``, ``scale_range``, ``color_jitter``) and
+    ``amp`` / ``channels_last`` do not apply: training and inference run in float32.
     """
 
     description = "CNN patch classifier (dense head) slid over the image; heatmap upsampled to a mask"
@@ -301,83 +294,75 @@ class SlidingWindowMethod(DeepMethod):
         return float(meter.compute()["dataset"]["mean_iou"])
 
     def _train(self, model: nn.Module, train: list[Sample], val: list[Sample] | None) -> TrainResult:
-        o, device = self.opts, self.device
-        start_time = time.perf_counter()
-        norm = Normalization.from_samples(train)
-        gen = torch.Generator().manual_seed(self.seed)
-        window = o.window
-        padded, centres = [], []  # per image: padded tensor, and per class the flat indices of its pixels
-        for s in train:
-            x = norm.apply(torch.from_numpy(np.ascontiguousarray(s.image.transpose(2, 0, 1)))[None].float())
-            padded.append(_pad_for_windows(x, window, 1)[0][0])
-            valid = s.valid(self.ignore_index)
-            centres.append([torch.from_numpy(np.flatnonzero((s.mask == c) & valid)) for c in range(self.num_classes)])
-        per_epoch = sum(o.patches_per_class for cls in centres for idx in cls if len(idx))
-        bs = min(o.batch_size, per_epoch)
-        steps_per_epoch = max(1, per_epoch // bs)
-        total, warmup = steps_per_epoch * o.epochs, round(o.warmup_epochs * steps_per_epoch)
-        model.to(device)
-        decay = [p for p in model.parameters() if p.ndim > 1]
-        no_decay = [p for p in model.parameters() if p.ndim <= 1]
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=o.lr)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: lr_factor(k, total_steps=total, warmup_steps=warmup, min_ratio=o.min_lr_ratio))
-        self.model, self.norm = model, norm  # _val_miou runs the model being trained
-        best_score, best_epoch, best_state, history, stopped = -math.inf, 0, None, [], "completed"
-        with deterministic_algorithms(o.deterministic):
-            for epoch in progress_bar(range(1, o.epochs + 1), desc=self.name, show=o.progress):
-                # Balanced sampling: the same number of centres per class and image, drawn with replacement.
-                picks = []
-                for n, cls in enumerate(centres):
-                    for c, idx in enumerate(cls):
-                        if len(idx):
-                            flat = idx[torch.randint(len(idx), (o.patches_per_class,), generator=gen)]
-                            picks.append(torch.stack([torch.full_like(flat, n), flat, torch.full_like(flat, c)], 1))
-                picks = torch.cat(picks)[torch.randperm(per_epoch, generator=gen)]
-                model.train()
-                losses = []
-                for k in range(steps_per_epoch):
-                    batch = picks[k * bs : (k + 1) * bs]
-                    crops = []
-                    for n, flat, _ in batch.tolist():
-                        y, x = divmod(flat, train[n].mask.shape[1])  # window at padded (y, x) is centred on pixel (y, x)
-                        crops.append(padded[n][:, y : y + window, x : x + window])
-                    images = torch.stack(crops)
-                    flips = torch.rand(2, len(batch), generator=gen) < 0.5
-                    if o.hflip:
-                        images = torch.where(flips[0].view(-1, 1, 1, 1), images.flip(-1), images)
-                    if o.vflip:
-                        images = torch.where(flips[1].view(-1, 1, 1, 1), images.flip(-2), images)
-                    if o.rot90:
-                        images = torch.rot90(images, int(torch.randint(0, 4, (), generator=gen)), dims=(2, 3))
-                    loss = F.cross_entropy(model.classify(images.to(device)), batch[:, 2].to(device))
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if o.grad_clip is not None:
-                        nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
-                    optimizer.step()
-                    scheduler.step()
-                    losses.append(float(loss.detach()))
-                record = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": optimizer.param_groups[0]["lr"], "val_miou": math.nan}
-                if val and (epoch % o.val_every == 0 or epoch == o.epochs):
-                    record["val_miou"] = score = self._val_miou(val)
-                    if score > best_score:
-                        best_score, best_epoch, best_state = score, epoch, copy.deepcopy(model.state_dict())
-                record["seconds"] = time.perf_counter() - start_time
-                history.append(record)
-                if val and o.patience is not None and epoch - best_epoch >= o.patience:
-                    stopped = "early_stopping"
-                    break
-                if o.max_train_s is not None and record["seconds"] >= o.max_train_s:
-                    stopped = "time_limit"
-                    break
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        else:
-            best_score, best_epoch = math.nan, len(history)
-        model.eval()
-        self._conv = None
-        return TrainResult(norm=norm, best_score=float(best_score), best_epoch=best_epoch, epochs_run=len(history),
-                           stopped=stopped, seconds=time.perf_counter() - start_time, history=history)
+        data = PatchData(train, self.opts, num_classes=self.num_classes, ignore_index=self.ignore_index)
+        self.model, self.norm = model, data.norm  # _val_miou runs the model being trained
+        try:
+            return train_loop(
+                model, data, config=self.train_config(), evaluate=(lambda: self._val_miou(val)) if val else None,
+                seed=self.seed, device=self.device, desc=self.name,
+            )
+        finally:
+            self._conv = None  # converted from weights that training has since changed
+
+
+class PatchData(TrainData):
+    """``window x window`` patches labelled by their centre pixel, for the training loop.
+
+    Each epoch draws ``patches_per_class`` centres per class and training image, with replacement (balanced
+    sampling: small classes are not drowned out), shuffles them, and crops the patches from the reflect-padded,
+    normalised images; each patch is flipped at random, each batch rotated by a random multiple of 90 degrees.
+
+    Args:
+        samples: Training samples at the working resolution.
+        opts: The method's options (``window``, ``patches_per_class``, ``batch_size``, flips, ``rot90``).
+        num_classes: Number of classes.
+        ignore_index: Label of pixels never used as a centre.
+    """
+
+    def __init__(self, samples: list[Sample], opts: "SlidingWindowMethod.Options", *, num_classes: int, ignore_index: int) -> None:
+        self.opts = opts
+        self.norm = Normalization.from_samples(samples)
+        self.widths = [s.mask.shape[1] for s in samples]
+        self.padded, self.centres = [], []  # per image: padded tensor, and per class the flat indices of its pixels
+        for s in samples:
+            x = self.norm.apply(torch.from_numpy(np.ascontiguousarray(s.image.transpose(2, 0, 1)))[None].float())
+            self.padded.append(_pad_for_windows(x, opts.window, 1)[0][0])
+            valid = s.valid(ignore_index)
+            self.centres.append([torch.from_numpy(np.flatnonzero((s.mask == c) & valid)) for c in range(num_classes)])
+        self.per_epoch = sum(opts.patches_per_class for cls in self.centres for idx in cls if len(idx))
+        self.batch_size = min(opts.batch_size, self.per_epoch)
+        self.steps_per_epoch = max(1, self.per_epoch // self.batch_size)
+
+    def batches(self, gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+        o, window, bs = self.opts, self.opts.window, self.batch_size
+        picks = []  # (image, flat centre index, class) rows
+        for n, cls in enumerate(self.centres):
+            for c, idx in enumerate(cls):
+                if len(idx):
+                    flat = idx[torch.randint(len(idx), (o.patches_per_class,), generator=gen)]
+                    picks.append(torch.stack([torch.full_like(flat, n), flat, torch.full_like(flat, c)], 1))
+        order = torch.cat(picks)[torch.randperm(self.per_epoch, generator=gen)]
+        for k in range(self.steps_per_epoch):
+            batch = order[k * bs : (k + 1) * bs]
+            crops = []
+            for n, flat, _ in batch.tolist():
+                y, x = divmod(flat, self.widths[n])  # the window at padded (y, x) is centred on pixel (y, x)
+                crops.append(self.padded[n][:, y : y + window, x : x + window])
+            images = torch.stack(crops)
+            flips = torch.rand(2, len(batch), generator=gen) < 0.5
+            if o.hflip:
+                images = torch.where(flips[0].view(-1, 1, 1, 1), images.flip(-1), images)
+            if o.vflip:
+                images = torch.where(flips[1].view(-1, 1, 1, 1), images.flip(-2), images)
+            if o.rot90:
+                images = torch.rot90(images, int(torch.randint(0, 4, (), generator=gen)), dims=(2, 3))
+            yield images, batch[:, 2]
+
+    def forward(self, model: nn.Module, x: Tensor) -> Tensor:
+        return model.classify(x)
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return F.cross_entropy(outputs, targets)
 
 
 @METHODS.register("sliding-window-conv")
