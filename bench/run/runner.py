@@ -48,6 +48,8 @@ from segbench.datasets.splits import dataset_split, write_split_file
 from segbench.datasets.transforms import WorkSize
 from segbench.run.environment import device_name, environment
 from segbench.run.executors import make_executor
+from segbench.measure.boundary import DEFAULT_TOLERANCE, check_tolerance
+from segbench.measure.cell_measures import CellMeasures
 from segbench.measure.latency import MemoryProbe, summarize_ms, timed_call
 from segbench.methods import IncompatibleError, build_method, split_spec
 from segbench.methods.tiling import Tiling
@@ -81,6 +83,8 @@ class RunConfig:
     executor: str = "local"
     executor_options: dict[str, Any] = field(default_factory=dict)
     retries: int = 1
+    #: Boundary F1 tolerance: pixels ("3") or percent of the image diagonal ("0.75%").
+    boundary_tolerance: str = DEFAULT_TOLERANCE
 
     def tiling(self) -> Tiling | None:
         """The ``Tiling`` every method of the run predicts with, or None."""
@@ -97,6 +101,7 @@ class RunConfig:
         for spec in self.methods:
             split_spec(spec)
         self.tiling()  # bad tile settings fail here, naming the fix
+        check_tolerance(self.boundary_tolerance)
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -124,6 +129,7 @@ class CellTask:
     warmup: int
     save_predictions: bool
     threads: int | None = None
+    boundary_tolerance: str = DEFAULT_TOLERANCE
 
 
 @dataclass
@@ -200,6 +206,7 @@ def _evaluate(task: CellTask) -> CellOutcome:
     train_s = time.perf_counter() - start
 
     meter = ConfusionMatrix(dataset.num_classes, ignore_index=dataset.ignore_index)
+    measures = CellMeasures(dataset.class_names, ignore_index=dataset.ignore_index, tolerance=task.boundary_tolerance)
     rows, times, confusions, predictions = [], [], [], {}
     test_ids = split[eval_split]
     device = str(getattr(getattr(method, "base", method), "device", "cpu"))
@@ -211,8 +218,10 @@ def _evaluate(task: CellTask) -> CellOutcome:
                     method.predict(sample.image)
             labels, ms = timed_call(method.predict, sample.image)
             times.append(ms)
+            proba = method.predict_proba(sample.image)  # untimed; TODO(merge): labels and proba from one pass (helper A)
             confusions.append(meter.update(sample.mask, labels, ignore_mask=sample.ignore))
             rows.append(_image_row(task, dataset.class_names, sample_id, confusions[-1], ms))
+            rows[-1].update(measures.update(sample.mask, labels, proba, ignore_mask=sample.ignore))
             if task.save_predictions:
                 buffer = io.BytesIO()
                 Image.fromarray(labels.astype(np.uint8)).save(buffer, format="PNG")
@@ -235,9 +244,11 @@ def _evaluate(task: CellTask) -> CellOutcome:
         "work_size": json.dumps(method.work_size),
         **flatten_scores(result["dataset"], dataset.class_names, prefix="dataset_"),
         **flatten_scores(result["per_image"], dataset.class_names, prefix="per_image_"),
+        **measures.summary(),
         "method_config": json.dumps(method.config(), default=str),
     }
-    extra = {"confusion_matrix": meter.matrix.tolist(), "class_names": list(dataset.class_names)}
+    extra = {"confusion_matrix": meter.matrix.tolist(), "class_names": list(dataset.class_names),
+             "reliability": measures.reliability()}
     c = dataset.num_classes
     stacked = np.stack(confusions) if confusions else np.zeros((0, c, c), np.int64)
     return CellOutcome(summary, rows, extra, stacked, predictions)
@@ -328,6 +339,8 @@ def _plan(config: RunConfig, folder: _RunFolder) -> tuple[list[CellTask], dict[s
                 }
                 if config.tile is not None:  # only then, so cells of runs without tiling keep their keys
                     identity["tiling"] = dataclasses.asdict(config.tiling())
+                if config.boundary_tolerance != DEFAULT_TOLERANCE:  # likewise: default runs keep their keys
+                    identity["boundary_tolerance"] = config.boundary_tolerance
                 key = f"{slug(name)}__{slug(method_spec)}__seed{seed}-{_hash(identity)}"
                 task = CellTask(
                     key=key, dataset_spec=dataset_spec, dataset_name=name, method=method_spec, seed=seed,
@@ -336,6 +349,7 @@ def _plan(config: RunConfig, folder: _RunFolder) -> tuple[list[CellTask], dict[s
                     quick=config.quick,
                     warmup=config.warmup, save_predictions=config.save_predictions,
                     threads=config.executor_options.get("threads_per_worker") if config.executor == "dask" else None,
+                    boundary_tolerance=config.boundary_tolerance,
                 )
                 tasks.append(task)
                 if broken is not None:
