@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from segbench.measure.boundary import BOUNDARY_KEYS, DEFAULT_TOLERANCE, boundary_scores
+from segbench.measure.boundary import BOUNDARY_KEYS, DEFAULT_TOLERANCE, boundary_scores, centreline_scores
 from segbench.measure.calibration import Calibration
 from segbench.measure.metrics import _nanmean
 
@@ -49,8 +49,9 @@ class CellMeasures:
         Returns:
             This image's ``<key>_<class>`` columns.
         """
-        scores = boundary_scores(truth, labels, len(self.class_names), tolerance=self.tolerance,
-                                 ignore_index=self.ignore_index, ignore_mask=ignore_mask)
+        c, ignore = len(self.class_names), {"ignore_index": self.ignore_index, "ignore_mask": ignore_mask}
+        scores = {**boundary_scores(truth, labels, c, tolerance=self.tolerance, **ignore),
+                  **centreline_scores(truth, labels, c, **ignore)}
         self.calibration.update(proba, truth, ignore_mask=ignore_mask)
         row = {f"{key}_{name}": float(v) for key in BOUNDARY_KEYS for name, v in zip(self.class_names, scores[key])}
         self._rows.append(row)
