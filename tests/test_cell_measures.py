@@ -16,6 +16,8 @@ from scipy.spatial.distance import cdist
 
 from helpers import write_folder_dataset
 from segbench.cli import main
+from segbench.report import write_report
+from segbench.report.measures import measures_table, reliability_table
 from segbench.run.runner import RunConfig, load_tables, run
 
 
@@ -54,6 +56,37 @@ def test_columns_in_tables_and_reliability_in_cell(tmp_path) -> None:
     cell = json.loads(next((config.out / "cells").glob("*/cell.json")).read_text())
     n_pixels = sum(np.asarray(Image.open(folder / "masks" / f"{i}.png")).size for i in per_image["image_id"])
     assert sum(cell["reliability"]["count"]) == n_pixels and len(cell["reliability"]["count"]) == 15
+    report = write_report(config.out)
+    assert "Boundaries and calibration" in report and "| otsu |" in report.split("Boundaries and calibration")[1]
+    assert (config.out / "figures" / "reliability_folder.png").stat().st_size > 1000
+
+
+def test_report_table_and_pooled_reliability_by_hand() -> None:
+    def cell(method, seed, fg, bg):
+        row = {"dataset": "d", "status": "ok", "method": method, "family": "classical", "seed": seed, "ece": 0.1 * seed,
+               "brier": 0.2}
+        for key in ("bf1", "hd95", "assd", "cldice"):
+            row.update({f"per_image_{key}_bg": bg, f"per_image_{key}_fg": fg})
+        return row
+
+    summary = pd.DataFrame([cell("a", 1, 0.5, 0.9), cell("a", 3, 0.7, 0.9), cell("b", 1, 0.8, math.nan)])
+    table, label = measures_table(summary, "d")
+    assert label == "fg" and table["method"].tolist() == ["b", "a"]  # best BF1 first
+    assert table.set_index("method").loc["a", "bf1"] == pytest.approx(0.6)
+    assert table.set_index("method").loc["a", "ece"] == pytest.approx(0.2)
+    for key in ("bf1", "hd95", "assd", "cldice"):  # three classes: mean over defined classes and seeds
+        summary[f"per_image_{key}_third"] = [0.0, 0.0, math.nan]
+    table, label = measures_table(summary, "d")
+    assert label == "mean over classes" and table.set_index("method").loc["b", "bf1"] == pytest.approx(0.8)
+    assert table.set_index("method").loc["a", "bf1"] == pytest.approx((0.5 + 0.7 + 0.9 * 2 + 0) / 6)
+
+    def rel(conf, acc, count):
+        return {"reliability": {"lower": [0, 0.5], "upper": [0.5, 1], "confidence": conf, "accuracy": acc, "count": count}}
+
+    pooled = reliability_table([rel([math.nan, 0.9], [math.nan, 1.0], [0, 3]), rel([0.4, 0.7], [0.0, 0.5], [2, 1])])
+    assert pooled["count"].tolist() == [2, 4]
+    assert pooled["confidence"].tolist() == pytest.approx([0.4, (3 * 0.9 + 0.7) / 4])
+    assert pooled["accuracy"].tolist() == pytest.approx([0.0, (3 + 0.5) / 4])
 
 
 def test_tolerance_enters_the_cell_key_only_when_not_default(tmp_path) -> None:

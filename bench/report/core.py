@@ -35,6 +35,7 @@ from PIL import Image
 
 from segbench.measure.metrics import confusion_matrix, scores_from_confusion
 from segbench.run.records import PREDICTIONS_CELL_FILE, load_tables, prediction_dir, slug
+from segbench.report.measures import measures_blocks
 from segbench.report.stats import Interval, bootstrap_ci, confusion_score, holm, weighted_nanmean, wilcoxon_p
 
 __all__ = [
@@ -607,6 +608,7 @@ def _dataset_blocks(run: RunData, dataset: str, fig_dir: Path | None) -> list[An
                        _Table(per_class_iou_table(run, dataset).map(lambda v: _fmt(v) if not isinstance(v, str) else v))]
             if fig_dir is not None:
                 blocks += _confusion_blocks(run, dataset, fig_dir)
+        blocks += measures_blocks(run, dataset, fig_dir)
         if fig_dir is not None:
             blocks += _grid_blocks(run, dataset, scores, fig_dir)
     skipped = d[d["status"] == "skipped"].drop_duplicates("method")
