@@ -73,19 +73,24 @@ class Calibration:
         keep = np.ones(truth.shape, dtype=bool) if self.ignore_index is None else truth != self.ignore_index
         if ignore_mask is not None:
             keep &= ~np.asarray(ignore_mask, dtype=bool)
-        p = proba[:, keep].astype(np.float64)  # (C, N): only the pixels that count
-        t = truth[keep].astype(np.intp)
+        if keep.all():  # the usual image: a view, no copy
+            p, t = proba.reshape(self.num_classes, -1), truth.reshape(-1)
+        else:
+            p, t = proba[:, keep], truth[keep]  # (C, N): only the pixels that count
+        t = t.astype(np.intp, copy=False)
         if t.size and (t.min() < 0 or t.max() >= self.num_classes):
             raise ValueError(f"truth holds values outside 0..{self.num_classes - 1} (and not ignore_index={self.ignore_index})")
         top = p.argmax(axis=0)
-        confidence = p[top, np.arange(t.size)]
+        confidence = p.max(axis=0).astype(np.float64)
         # Bin k holds (edges[k], edges[k+1]]: the number of inner edges strictly below the confidence.
         index = np.searchsorted(self.edges[1:-1], confidence, side="left")
         self.count += np.bincount(index, minlength=self.bins)
         self.confidence_sum += np.bincount(index, weights=confidence, minlength=self.bins)
-        self.correct += np.bincount(index, weights=top == t, minlength=self.bins).astype(np.int64)
-        p[t, np.arange(t.size)] -= 1.0  # p - onehot
-        self.brier_sum += float(np.einsum("cn,cn->", p, p))
+        self.correct += np.bincount(index[top == t], minlength=self.bins)
+        # sum_c (p_c - onehot_c)^2 = sum_c p_c^2 - 2 p_truth + 1, summed in float64
+        p_truth = np.take_along_axis(p, t[None], axis=0)[0].astype(np.float64)
+        squares = sum(float(np.dot(row, row)) for row in p.astype(np.float64, copy=False))
+        self.brier_sum += squares - 2.0 * float(p_truth.sum()) + t.size
 
     def reliability(self) -> dict[str, list[float]]:
         """Per bin: ``lower``/``upper`` edges, ``confidence`` (mean), ``accuracy``, ``count`` (NaN when empty)."""
