@@ -108,6 +108,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         severities=[int(s) for s in _csv(args.severities)],
         share_bases=not args.no_share_bases,
         budget_s=args.budget_s,
+        boundary_tolerance=args.boundary_tolerance,
     )
     if args.no_progress:  # also the training bars inside methods (and on local Dask workers started after this)
         os.environ["TQDM_DISABLE"] = "1"
@@ -218,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset-opt", action="append", metavar="DATASET.KEY=VALUE", help="dataset option (repeatable)")
     p.add_argument("--tile", type=int, default=None, help="predict in square tiles of this many pixels at the working size")
     p.add_argument("--tile-overlap", type=int, default=64, help="pixels shared by neighbouring tiles (default: 64)")
+    p.add_argument("--boundary-tolerance", default="0.75%",
+                   help="boundary F1 matching distance: pixels (3) or percent of the image diagonal (default: 0.75%%)")
     p.add_argument("--out", default=None, help="run folder (default: results/run-<timestamp>); re-use it to resume")
     p.add_argument("--import", dest="imports", action="append", metavar="MODULE",
                    help="import a module that registers your own methods or datasets (repeatable; dask workers too)")

@@ -1,8 +1,11 @@
 """Boundary F1 of saved predictions (``segbench run --save-predictions``): how well each method outlines the lesion.
 
-Per test image, the predicted and true lesion boundaries (one-pixel contours at the mask's resolution) are matched
-within a tolerance of ``--tolerance`` times the image diagonal (0.75% by default, as in Csurka et al., BMVC 2013): precision = predicted boundary pixels near a true one,
-recall = true boundary pixels near a predicted one, F1 their harmonic mean; the table gives the mean over images.
+A thin wrapper of ``segbench.measure.boundary`` (definitions and the empty rule in docs/metrics.md) for run
+folders written before the runner recorded ``bf1_<class>`` itself; newer runs have it in per_image.csv and
+summary.csv (``per_image_bf1_<class>``). Per test image, predicted and true lesion boundaries are matched within
+``--tolerance`` times the image diagonal (0.75% by default, Csurka et al., BMVC 2013); the table gives the mean
+over images (an image with the lesion in neither mask is undefined and left out; one missing from exactly one
+mask scores 0).
 
     SEGBENCH_DATA_DIR=../shared/data python scripts/boundary_f1.py /work/runs/ph2-fcn
 """
@@ -14,22 +17,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import distance_transform_edt
-from skimage.segmentation import find_boundaries
 
 from segbench.datasets import build_dataset
-
-
-def boundary_f1(pred: np.ndarray, truth: np.ndarray, tolerance: float) -> float:
-    """F1 of the boundaries of two boolean masks, matched within ``tolerance`` pixels (1.0 when both are empty)."""
-    bp, bt = find_boundaries(pred, mode="inner"), find_boundaries(truth, mode="inner")
-    if not bp.any() and not bt.any():
-        return 1.0
-    if not bp.any() or not bt.any():
-        return 0.0
-    precision = (distance_transform_edt(~bt)[bp] <= tolerance).mean()
-    recall = (distance_transform_edt(~bp)[bt] <= tolerance).mean()
-    return 0.0 if precision + recall == 0 else float(2 * precision * recall / (precision + recall))
+from segbench.measure.boundary import boundary_scores
 
 
 def main() -> None:
@@ -44,10 +34,12 @@ def main() -> None:
     for folder in sorted((args.run / "predictions" / args.dataset).iterdir()):
         scores = []
         for png in sorted(folder.glob("*/*.png")):  # every seed
-            truth = ds[png.stem].mask == 1
-            tolerance = args.tolerance * float(np.hypot(*truth.shape))
-            scores.append(boundary_f1(np.asarray(Image.open(png)) == 1, truth, tolerance))
-        print(f"| {folder.name} | {np.mean(scores):.3f} | {len(scores)} |")
+            sample = ds[png.stem]
+            pred = np.asarray(Image.open(png))
+            bf1 = boundary_scores(sample.mask, pred, ds.num_classes, tolerance=f"{100 * args.tolerance}%",
+                                  ignore_index=ds.ignore_index, ignore_mask=sample.ignore)["bf1"][1]
+            scores.append(bf1)
+        print(f"| {folder.name} | {np.nanmean(scores):.3f} | {np.count_nonzero(~np.isnan(scores))} |")
 
 
 if __name__ == "__main__":

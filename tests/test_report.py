@@ -32,7 +32,7 @@ from segbench.report.stats import holm, paired_seeds_test
 
 DATASETS = {"synthetic": {"num_images": 30, "size": (48, 40)}, "synthetic-multiclass": {"num_images": 20, "size": (48, 40)}}
 FIGURES = ["scores", "accuracy_vs_latency", "per_image_dice", "qualitative_synthetic", "qualitative_synthetic-multiclass",
-           "confusion_synthetic-multiclass"]
+           "confusion_synthetic-multiclass", "reliability_synthetic", "reliability_synthetic-multiclass"]
 
 
 @METHODS.register("test-nearest-mean")

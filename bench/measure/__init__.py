@@ -1,1 +1,2 @@
-"""Measuring: the scoring rule (confusion matrices and the scores derived from them) and latency."""
+"""Measuring: the scoring rule (confusion matrices and the scores derived from them), boundary and centreline
+scores, calibration, and latency."""

@@ -37,6 +37,7 @@ from segbench.report.figures import (
 )
 from segbench.report.format import fmt, fmt_ci, fmt_p
 from segbench.report.prose import dataset_intro, paired_intro, paired_sentence, work_sizes_sentence
+from segbench.report.measures import measures_blocks
 from segbench.report.robustness import report_sections
 from segbench.report.render import Block, Code, Details, Figure, Heading, Para, Table, to_html, to_markdown
 from segbench.report.rundata import RunData, headline_columns
@@ -139,6 +140,7 @@ class _Report:
                            Table(per_class_iou_table(run, dataset).map(lambda v: fmt(v) if not isinstance(v, str) else v))]
                 if self.fig_dir is not None:
                     blocks += self._confusion(dataset)
+            blocks += measures_blocks(run, dataset, self.fig_dir)
             if self.fig_dir is not None:
                 blocks += self._grid(dataset, scores)
             kinds = {"heading": Heading, "para": Para, "table": Table, "figure": Figure}

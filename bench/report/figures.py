@@ -29,6 +29,7 @@ __all__ = [
     "pareto_front",
     "per_image_figure",
     "qualitative_figure",
+    "reliability_figure",
     "scores_figure",
     "spread_labels",
 ]
@@ -395,4 +396,26 @@ def qualitative_figure(rows: Sequence[GridRow], class_names: Sequence[str], *, i
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
     fig.suptitle(dataset, fontsize=9)
     fig.tight_layout(rect=(0, legend_h / fig_h, 1, 1), h_pad=0.4, w_pad=0.2)
+    return fig
+
+
+def reliability_figure(curves: Mapping[str, pd.DataFrame], *, dataset: str) -> Figure:
+    """Reliability diagram of one dataset: one curve per method (e.g. with and without the CRF).
+
+    Args:
+        curves: Per method, bins with columns ``confidence, accuracy, count`` (empty bins NaN / 0).
+        dataset: Title.
+    """
+    plt, sns = _pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(4.8, 5.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.plot([0, 1], [0, 1], color="0.5", linestyle="--", linewidth=0.8, label="perfect calibration")
+    colours = sns.color_palette(n_colors=len(curves))
+    for colour, (method, bins) in zip(colours, curves.items()):
+        filled = bins[bins["count"] > 0]
+        top.plot(filled["confidence"], filled["accuracy"], marker="o", markersize=3, color=colour, label=method)
+        bottom.plot(filled["confidence"], filled["count"] / filled["count"].sum(), marker="o", markersize=3, color=colour)
+    top.set(title=dataset, ylabel="accuracy", xlim=(0, 1.02), ylim=(0, 1.02))
+    top.legend(fontsize="small", loc="upper left")
+    bottom.set(xlabel="mean top-class confidence per bin", ylabel="share of pixels", yscale="log")
+    fig.tight_layout()
     return fig

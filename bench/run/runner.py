@@ -56,6 +56,8 @@ from segbench.datasets.splits import dataset_folds, dataset_split, train_subset,
 from segbench.datasets.transforms import WorkSize
 from segbench.run.environment import device_name, environment
 from segbench.run.executors import make_executor
+from segbench.measure.boundary import DEFAULT_TOLERANCE, check_tolerance
+from segbench.measure.cell_measures import CellMeasures
 from segbench.measure.latency import MemoryProbe, summarize_ms, timed_call
 from segbench.methods import METHODS, IncompatibleError, Method, build_method, split_spec
 from segbench.methods.tiling import Tiling
@@ -100,6 +102,8 @@ class RunConfig:
     severities: list[int] = field(default_factory=lambda: [1, 3, 5])
     #: Pipelines with the same base and settings fit it once and reuse it (False: each cell fits its own).
     share_bases: bool = True
+    #: Boundary F1 tolerance: pixels ("3") or percent of the image diagonal ("0.75%").
+    boundary_tolerance: str = DEFAULT_TOLERANCE
     #: Wall-clock training budget (seconds) of every method whose training loop takes one (``budget_s``).
     budget_s: float | None = None
 
@@ -126,6 +130,7 @@ class RunConfig:
         for spec in self.methods:
             split_spec(spec)
         self.tiling()  # bad tile settings fail here, naming the fix
+        check_tolerance(self.boundary_tolerance)
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -163,6 +168,7 @@ class CellTask:
     base_path: str = ""
     save_base: bool = False
     base_cell: str = ""
+    boundary_tolerance: str = DEFAULT_TOLERANCE
 
 
 @dataclass
@@ -262,7 +268,8 @@ def _evaluate(task: CellTask) -> CellOutcome:
     after = {"method_config": json.dumps(method.config(), default=str)}
     for scored in (clean, *variants):
         scored["summary"] = {**fixed, **scored["summary"], "work_size": json.dumps(method.work_size), **after}
-    extra = {"confusion_matrix": clean.pop("matrix"), "class_names": list(dataset.class_names)}
+    extra = {"confusion_matrix": clean.pop("matrix"), "class_names": list(dataset.class_names),
+             "reliability": clean.pop("reliability")}
     return CellOutcome(clean["summary"], clean["rows"], extra, clean["confusions"], clean["predictions"], variants)
 
 
@@ -272,6 +279,7 @@ def _score(
     """Predict and score the test images, clean or corrupted (``corrupt``, seeded per image); the clean pass
     warms the method up first and alone saves predictions."""
     meter = ConfusionMatrix(dataset.num_classes, ignore_index=dataset.ignore_index)
+    measures = CellMeasures(dataset.class_names, ignore_index=dataset.ignore_index, tolerance=task.boundary_tolerance)
     rows, times, confusions, predictions = [], [], [], {}
     clean = corruption == "none"
     desc = f"{task.method} predict" + ("" if clean else f" {corruption}-{severity}")
@@ -284,8 +292,10 @@ def _score(
                     method.predict(image)
             labels, ms = timed_call(method.predict, image)
             times.append(ms)
+            proba = method.predict_proba(image)  # untimed; TODO(merge): labels and proba from one pass (helper A)
             confusions.append(meter.update(sample.mask, labels, ignore_mask=sample.ignore))
             rows.append(_image_row(task, dataset.class_names, sample_id, confusions[-1], ms, corruption, severity))
+            rows[-1].update(measures.update(sample.mask, labels, proba, ignore_mask=sample.ignore))
             if task.save_predictions and clean:
                 buffer = io.BytesIO()
                 Image.fromarray(labels.astype(np.uint8)).save(buffer, format="PNG")
@@ -301,10 +311,12 @@ def _score(
         "threads": torch.get_num_threads(),
         **flatten_scores(result["dataset"], dataset.class_names, prefix="dataset_"),
         **flatten_scores(result["per_image"], dataset.class_names, prefix="per_image_"),
+        **measures.summary(),
     }
     c = dataset.num_classes
     stacked = np.stack(confusions) if confusions else np.zeros((0, c, c), np.int64)
-    return {"summary": summary, "rows": rows, "confusions": stacked, "matrix": meter.matrix.tolist(), "predictions": predictions}
+    return {"summary": summary, "rows": rows, "confusions": stacked, "matrix": meter.matrix.tolist(),
+            "predictions": predictions, "reliability": measures.reliability()}
 
 
 def _image_seed(sample_id: str) -> int:
@@ -446,6 +458,8 @@ def _plan(config: RunConfig, folder: _RunFolder) -> tuple[list[CellTask], dict[s
                 identity["train_fraction"] = fraction
             if variants:
                 identity["variants"] = variants
+            if config.boundary_tolerance != DEFAULT_TOLERANCE:
+                identity["boundary_tolerance"] = config.boundary_tolerance
             name_parts = [slug(name), slug(method_spec), f"seed{seed}"]
             name_parts += [f"fold{fold}"] if config.folds is not None else []
             name_parts += [f"train{fraction:g}"] if fraction != 1.0 else []
@@ -458,6 +472,7 @@ def _plan(config: RunConfig, folder: _RunFolder) -> tuple[list[CellTask], dict[s
                 warmup=config.warmup, save_predictions=config.save_predictions,
                 threads=config.executor_options.get("threads_per_worker") if config.executor == "dask" else None,
                 fold=fold, n_folds=n_folds, train_fraction=fraction, variants=variants,
+                boundary_tolerance=config.boundary_tolerance,
             )
             tasks.append(task)
             if broken is not None:

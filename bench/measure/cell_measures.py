@@ -1,0 +1,69 @@
+"""The boundary and calibration columns of one cell, fed one test image at a time by the runner.
+
+Per image: ``<key>_<class>`` for each of ``boundary.BOUNDARY_KEYS`` (per_image.csv). Per cell (summary.csv):
+``per_image_<key>_<class>``, the mean over images with NaN left out (these scores have no pooled form), and
+``ece`` and ``brier`` over all test pixels pooled; the reliability diagram's bins go to cell.json.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from segbench.measure.boundary import BOUNDARY_KEYS, DEFAULT_TOLERANCE, boundary_scores, centreline_scores
+from segbench.measure.calibration import Calibration
+from segbench.measure.metrics import _nanmean
+
+__all__ = ["CellMeasures"]
+
+
+class CellMeasures:
+    """Boundary scores per image and calibration over the pixels of every image of one cell.
+
+    Args:
+        class_names: The dataset's class names, in class-index order (column suffixes).
+        ignore_index: Truth value of pixels to leave out; None when no value is reserved.
+        tolerance: Boundary F1 tolerance: pixels (``3``) or percent of the image diagonal (``"0.75%"``).
+    """
+
+    def __init__(self, class_names: Sequence[str], *, ignore_index: int | None = 255,
+                 tolerance: str | float = DEFAULT_TOLERANCE) -> None:
+        self.class_names = tuple(class_names)
+        self.ignore_index = ignore_index
+        self.tolerance = tolerance
+        self.calibration = Calibration(len(self.class_names), ignore_index=ignore_index)
+        self._rows: list[dict[str, float]] = []
+
+    def update(self, truth: np.ndarray, labels: np.ndarray, proba: np.ndarray, *,
+               ignore_mask: np.ndarray | None = None) -> dict[str, float]:
+        """Score one test image.
+
+        Args:
+            truth: ``(H, W)`` ground truth.
+            labels: ``(H, W)`` predicted label map (the one the region scores use).
+            proba: ``(C, H, W)`` probabilities the label map came from, at the same resolution.
+            ignore_mask: Optional ``(H, W) bool``, True where a pixel is left out.
+
+        Returns:
+            This image's ``<key>_<class>`` columns.
+        """
+        c, ignore = len(self.class_names), {"ignore_index": self.ignore_index, "ignore_mask": ignore_mask}
+        scores = {**boundary_scores(truth, labels, c, tolerance=self.tolerance, **ignore),
+                  **centreline_scores(truth, labels, c, **ignore)}
+        self.calibration.update(proba, truth, ignore_mask=ignore_mask)
+        row = {f"{key}_{name}": float(v) for key in BOUNDARY_KEYS for name, v in zip(self.class_names, scores[key])}
+        self._rows.append(row)
+        return row
+
+    def summary(self) -> dict[str, float]:
+        """``per_image_<key>_<class>`` means over images (NaN left out), then ``ece`` and ``brier``."""
+        columns = [f"{key}_{name}" for key in BOUNDARY_KEYS for name in self.class_names]
+        values = np.array([[row[c] for c in columns] for row in self._rows], dtype=np.float64).reshape(-1, len(columns))
+        means = _nanmean(values, axis=0)
+        return {**{f"per_image_{c}": float(m) for c, m in zip(columns, means)}, **self.calibration.compute()}
+
+    def reliability(self) -> dict[str, Any]:
+        """The reliability diagram's bins (``Calibration.reliability``), for cell.json."""
+        return self.calibration.reliability()
