@@ -9,8 +9,8 @@ from helpers import requires_data, write_isbi_dataset
 from segbench.datasets import DATASETS, build_dataset
 from segbench.methods import METHODS, build_method
 
-#: Methods registered by test modules (names starting with "test-") are fixtures, not methods.
-REAL_METHODS = [name for name in METHODS.names() if not name.startswith("test-")]
+#: Read at import: test modules register their own methods only inside fixtures (see tests/conftest.py).
+REAL_METHODS = METHODS.names()
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.stats
+from statsmodels.stats.multitest import multipletests
 
 from segbench.measure.metrics import scores_from_confusion
 from segbench.report.stats import bootstrap_ci, confusion_score, holm, weighted_nanmean, wilcoxon_p
@@ -67,3 +68,14 @@ def test_holm_step_down():
     np.testing.assert_allclose(holm([0.5, 0.9]), [1.0, 1.0])
     out = holm([np.nan, 0.02])
     assert np.isnan(out[0]) and out[1] == pytest.approx(0.02)
+
+
+@pytest.mark.parametrize("p", [
+    [0.4, 0.6, 0.7, 0.01],  # 0.4 * 3 = 1.2: capped at 1
+    [0.3, 0.3, 0.9, 0.05, 0.2, 0.45],  # ties, and several products above 1
+    [0.001, 0.002, 0.04, 0.5],  # below 1 throughout
+])
+def test_holm_matches_statsmodels(p):
+    expected = multipletests(p, method="holm")[1]
+    np.testing.assert_allclose(holm(p), expected, rtol=1e-12)
+    assert holm(p).max() <= 1.0
