@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 __all__ = ["Registry", "UnknownNameError"]
@@ -38,6 +39,30 @@ class Registry(Generic[T]):
             return obj
 
         return decorate
+
+    @contextmanager
+    def restored(self) -> Iterator[None]:
+        """Inside a ``with`` block, registrations (e.g. by importing a plugin module) last until it ends.
+
+        On exit, however the block ends, the registry holds exactly what it held on entry.
+        """
+        saved = dict(self._items)
+        try:
+            yield
+        finally:
+            self._items.clear()
+            self._items.update(saved)
+
+    @contextmanager
+    def temporarily(self, name: str, obj: T) -> Iterator[T]:
+        """Register ``obj`` as ``name`` inside a ``with`` block only (tests, one-off experiments)::
+
+            with METHODS.temporarily("test-box", BoxFilter):
+                build_method("test-box", 2)
+        """
+        with self.restored():
+            self.register(name)(obj)
+            yield obj
 
     def get(self, name: str) -> T:
         try:

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from segbench.datasets.errors import DataError
+
 __all__ = ["CACHE_VERSION", "CACHE_ENV", "cache_dir", "cached_decode", "content_key"]
 
 #: Part of every key: bump it when a conversion in ``segbench.datasets.io`` changes what it returns.
@@ -53,9 +55,6 @@ def content_key(data: bytes) -> str:
 
 
 def _read_bytes(path: Path) -> bytes:
-    # Imported here: io imports this module.
-    from segbench.datasets.io import DataError
-
     if not path.is_file():
         raise DataError(f"{path}: file not found; check the path or the dataset's --data-dir")
     try:

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
 from segbench.datasets.cache import cached_decode
+from segbench.datasets.errors import DataError
 
 __all__ = [
     "DataError",
@@ -36,10 +37,6 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
-
-
-class DataError(ValueError):
-    """A dataset file or folder that cannot be used as it is; the message says which and how to fix it."""
 
 
 def to_rgb(image: np.ndarray) -> np.ndarray:

@@ -7,6 +7,30 @@ import pytest
 from helpers import write_camvid_dataset, write_folder_dataset, write_isbi_dataset, write_mads_dataset, write_ph2_dataset
 from segbench.datasets import DATASETS
 from segbench.datasets.cache import CACHE_ENV
+from segbench.methods import METHODS, STAGES
+
+#: What the project registers, read before any test module is imported. Tests add their own entries only
+#: inside ``Registry.temporarily`` (in a fixture), so the registries hold exactly this at collection time and
+#: after each module; ``_registries_restored`` fails a module that leaves something behind.
+PROJECT_REGISTRIES = {"methods": METHODS.names(), "stages": STAGES.names(), "datasets": DATASETS.names()}
+
+
+def _registries() -> dict[str, list[str]]:
+    return {"methods": METHODS.names(), "stages": STAGES.names(), "datasets": DATASETS.names()}
+
+
+def pytest_collection_finish(session):
+    if _registries() != PROJECT_REGISTRIES:
+        raise pytest.UsageError(
+            f"a test module changed a registry at import time: {_registries()} != {PROJECT_REGISTRIES}; "
+            "register test entries inside a fixture with Registry.temporarily(name, cls)"
+        )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _registries_restored():
+    yield
+    assert _registries() == PROJECT_REGISTRIES, "this module left entries in a registry; use Registry.temporarily"
 
 #: How to build a small instance of each registered dataset. A new dataset adds its fixture here, and the
 #: contract tests (tests/test_datasets.py) then check it like every other one.

@@ -1,8 +1,10 @@
-"""Helpers shared by the tests: tiny datasets written in each supported layout, and the real-data switch."""
+"""Helpers shared by the tests: tiny datasets written in each supported layout, the real-data switch, and
+the chance level an accuracy threshold must clear."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,28 @@ def requires_data(*parts: str):
         path is None or not path.exists(),
         reason=f"needs SEGBENCH_DATA_DIR with {'/'.join(parts)} (real data is not shipped; see README)",
     )
+
+
+#: How far above the best constant prediction every accuracy threshold must sit.
+CHANCE_MARGIN = 0.05
+
+
+def best_constant_score(truth: np.ndarray, score: Callable[[np.ndarray, np.ndarray], float], labels: Iterable[int]) -> float:
+    """The best ``score(truth, pred)`` of a prediction that is one class everywhere (tried for each label).
+
+    An accuracy threshold at or below this is met by a predictor that looks at nothing.
+    """
+    truth = np.asarray(truth)
+    return max(float(score(truth, np.full_like(truth, c))) for c in labels)
+
+
+def assert_beats_chance(value: float, threshold: float, chance: float, what: str = "score") -> None:
+    """``value > threshold``, where the threshold itself clears ``chance`` (a constant's score) by the margin."""
+    assert threshold >= chance + CHANCE_MARGIN, (
+        f"test bug: the {what} threshold {threshold} is within {CHANCE_MARGIN} of a constant prediction's "
+        f"{chance:.3f}; raise it"
+    )
+    assert value > threshold, f"{what} {value:.3f} <= {threshold} (a constant prediction scores {chance:.3f})"
 
 
 def blob_pair(rng: np.random.Generator, h: int = 40, w: int = 52) -> tuple[np.ndarray, np.ndarray]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import accuracy_score, f1_score
 
-from helpers import blob_pair
+from helpers import assert_beats_chance, best_constant_score, blob_pair
 from segbench.datasets import Sample
 from segbench.methods import IncompatibleError, build_method, labels_to_proba
 from segbench.methods.stages.crf import DenseCRF, dense_crf
@@ -45,7 +46,8 @@ def test_graph_cut_recovers_two_regions():
     image, truth, proba = two_regions()
     unary = -np.log(proba)
     labels = alpha_expansion(unary, contrast_weights(image, 5.0))
-    assert _iou(labels == 1, truth == 1) > 0.95
+    chance = best_constant_score(truth == 1, _iou, [False, True])  # half the image: 0.5
+    assert_beats_chance(_iou(labels == 1, truth == 1), 0.95, chance, "IoU")
     assert (alpha_expansion(unary, contrast_weights(image, 0.0)) == proba.argmax(0)).all()  # no pairwise: argmin
 
 
@@ -90,13 +92,14 @@ def test_alpha_expansion_three_classes():
     noisy = proba.argmax(0)
     labels = alpha_expansion(-np.log(proba), contrast_weights(np.clip(image, 0, 255).astype(np.uint8), 3.0))
     assert (noisy != truth).mean() > 0.1
-    assert (labels == truth).mean() > 0.97
+    assert_beats_chance(accuracy_score(truth.ravel(), labels.ravel()), 0.97,
+                        best_constant_score(truth.ravel(), accuracy_score, range(3)), "pixel accuracy")
 
 
 def test_crf_recovers_two_regions():
     image, truth, proba = two_regions()
     refined = dense_crf(image, proba, bilateral_sxy=20.0, bilateral_srgb=20.0, bilateral_weight=10.0, iterations=10)
-    assert _iou(refined.argmax(0) == 1, truth == 1) > 0.95
+    assert_beats_chance(_iou(refined.argmax(0) == 1, truth == 1), 0.95, best_constant_score(truth == 1, _iou, [False, True]), "IoU")
     np.testing.assert_allclose(refined.sum(0), 1.0, atol=1e-4)
 
 
@@ -171,9 +174,8 @@ def test_pipelines_through_the_registry(spec):
         proba = method.predict_proba(s.image)
         assert proba.shape == (2, *s.mask.shape) and proba.dtype == np.float32
         np.testing.assert_allclose(proba.sum(0), 1.0, atol=1e-4)
-        pred = method.predict(s.image) == 1
-        truth = s.mask == 1
-        assert 2 * (pred & truth).sum() / max(1, pred.sum() + truth.sum()) > 0.85, spec
+        dice = f1_score(s.mask.ravel(), method.predict(s.image).ravel())
+        assert_beats_chance(dice, 0.85, best_constant_score(s.mask.ravel(), f1_score, [0, 1]), f"{spec} lesion Dice")
 
 
 @pytest.mark.parametrize("spec", ["slic", "graphcut", "graphcut+morph"])
@@ -181,13 +183,12 @@ def test_multiclass(spec, tiny_multiclass):
     train, val, test = _split(tiny_multiclass)
     method = build_method(spec, 3, quick=True, options={"graphcut": {"unary": "gmm"}} if "graphcut" in spec else None)
     method.fit(train, val)
-    correct = total = 0
-    for s in test:
-        proba = method.predict_proba(s.image)
-        assert proba.shape == (3, *s.mask.shape)
-        correct += (proba.argmax(0) == s.mask).sum()
-        total += s.mask.size
-    assert correct / total > 0.6
+    probas = [method.predict_proba(s.image) for s in test]
+    assert all(p.shape == (3, *s.mask.shape) for p, s in zip(probas, test))
+    truth = np.concatenate([s.mask.ravel() for s in test])
+    pred = np.concatenate([p.argmax(0).ravel() for p in probas])
+    chance = best_constant_score(truth, accuracy_score, range(3))  # all background: ~0.67
+    assert_beats_chance(accuracy_score(truth, pred), 0.75, chance, f"{spec} pixel accuracy")
 
 
 def test_graphcut_probabilities_agree_with_the_cut():
@@ -215,7 +216,8 @@ def test_grabcut_finds_a_central_object_without_training():
     truth = ((yy - 24) ** 2 / 14**2 + (xx - 32) ** 2 / 18**2) < 1
     image = np.clip(np.where(truth[..., None], [120, 60, 50], [220, 180, 160]) + rng.normal(0, 10, (48, 64, 3)), 0, 255)
     method = build_method("grabcut", 2).fit([])
-    assert _iou(method.predict(image.astype(np.uint8)) == 1, truth) > 0.9
+    assert_beats_chance(_iou(method.predict(image.astype(np.uint8)) == 1, truth), 0.9,
+                        best_constant_score(truth, _iou, [False, True]), "object IoU")
 
 
 def test_slic_uses_majority_labels_and_ignores_void():
@@ -228,4 +230,5 @@ def test_slic_uses_majority_labels_and_ignores_void():
     partly_void[:20] = 255
     method = build_method("slic", 2, quick=True, options={"slic": {"n_segments": 40}})
     method.fit([Sample("a", image, partly_void), Sample("b", image, mask)])
-    assert (method.predict(image) == mask).mean() > 0.95
+    assert_beats_chance(accuracy_score(mask.ravel(), method.predict(image).ravel()), 0.95,
+                        best_constant_score(mask.ravel(), accuracy_score, [0, 1]), "pixel accuracy")

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import balanced_accuracy_score
 
-from helpers import requires_data, write_isbi_dataset
+from helpers import assert_beats_chance, best_constant_score, requires_data, write_isbi_dataset
 from segbench.datasets import DATASETS, build_dataset
 from segbench.methods import METHODS, build_method
 
-#: Methods registered by test modules (names starting with "test-") are fixtures, not methods.
-REAL_METHODS = [name for name in METHODS.names() if not name.startswith("test-")]
+#: Read at import: test modules register their own methods only inside fixtures (see tests/conftest.py).
+REAL_METHODS = METHODS.names()
+#: Methods that learn membranes within the quick budget of these tests. The others (the FCNs, DeepLab, SegNet
+#: from a few 48x48 slices, and GrabCut, whose box prior does not fit EM) predict all "cell" or close to it
+#: here (balanced accuracy 0.50-0.58 on the fixture when measured), so pixel accuracy (~0.9 for all "cell")
+#: told nothing about them: they are checked for running and for giving the same output on grey and RGB.
+LEARN_HERE = {"graphcut", "otsu", "pixel-rf", "slic", "sliding-window", "sliding-window-conv", "unet"}
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +32,16 @@ def test_method_runs_on_greyscale_em(spec, isbi_fixture):
     s = ds[ds.ids()[5]]
     grey = s.image[..., 0]
     assert (s.image == grey[..., None]).all()  # the loader's image is the grey slice, repeated
-    for image in (s.image, grey):  # the dataset's RGB view and the raw 1-channel array
-        proba = method.predict_proba(image)
+    probas = [method.predict_proba(image) for image in (s.image, grey)]  # the RGB view and the raw 1-channel array
+    for proba in probas:
         assert proba.shape == (2, 48, 48) and np.isfinite(proba).all()
         np.testing.assert_allclose(proba.sum(axis=0), 1.0, atol=1e-4)
-    accuracy = (method.predict(grey) == s.mask).mean()
-    assert accuracy > 0.6, f"{spec}: pixel accuracy {accuracy:.2f} on bright cells vs dark membranes"
+    np.testing.assert_allclose(probas[1], probas[0], atol=1e-6)  # grey input is read as its RGB repetition
+    if spec in LEARN_HERE:
+        # Balanced accuracy (mean recall of membrane and cell): all "cell" has pixel accuracy ~0.9 here, 0.5 on this.
+        score = balanced_accuracy_score(s.mask.ravel(), method.predict(grey).ravel())
+        assert_beats_chance(score, 0.7, best_constant_score(s.mask.ravel(), balanced_accuracy_score, [0, 1]),
+                            f"{spec}: balanced accuracy, bright cells vs dark membranes")
 
 
 @requires_data("isbi2012-em", "train")
@@ -44,7 +54,10 @@ def test_method_runs_on_real_isbi(spec):
     s = ds[ids[-1]]
     labels = method.predict(s.image[..., 0])
     assert labels.shape == (512, 512)
-    assert (labels == s.mask).mean() > 0.5
+    if spec in LEARN_HERE:  # measured: 0.63 (slic) to 0.84 (pixel-rf); all "cell" has pixel accuracy 0.83, this 0.5
+        score = balanced_accuracy_score(s.mask.ravel(), labels.ravel())
+        assert_beats_chance(score, 0.6, best_constant_score(s.mask.ravel(), balanced_accuracy_score, [0, 1]),
+                            f"{spec}: balanced accuracy on a real slice")
 
 
 def test_methods_take_greyscale_arrays(tiny_binary):

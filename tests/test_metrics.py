@@ -23,8 +23,11 @@ from segbench.measure.metrics import (
     ARRAY_KEYS,
     SCALAR_KEYS,
     ConfusionMatrix,
+    class_mean,
     confusion_matrix,
+    dice_from_confusion,
     flatten_scores,
+    iou_from_confusion,
     per_image_scores,
     scores_from_confusion,
 )
@@ -504,3 +507,19 @@ def test_accumulator_matrix_is_a_copy() -> None:
     metric.update(np.array([[0, 1]]), np.array([[0, 1]]))
     metric.matrix[0, 0] = 100
     np.testing.assert_array_equal(metric.matrix, np.eye(2, dtype=np.int64))
+
+
+def test_stacked_iou_and_dice_match_sklearn_per_matrix():
+    """The stacked form (used by the report's bootstrap) scores each matrix as sklearn scores its pixels."""
+    rng = np.random.default_rng(11)
+    pairs = [(rng.integers(0, 3, 60), rng.integers(0, 3, 60)) for _ in range(4)]
+    pairs.append((np.zeros(60, int), np.ones(60, int)))  # class 2 absent from both: NaN, left out of the mean
+    stack = np.stack([confusion_matrix(t, p, 3, ignore_index=None) for t, p in pairs]).reshape(5, 1, 3, 3)
+    iou, dice = iou_from_confusion(stack), dice_from_confusion(stack)
+    assert iou.shape == dice.shape == (5, 1, 3)
+    for i, (t, p) in enumerate(pairs):
+        ref = _sk_scores(t, p, 3)
+        np.testing.assert_allclose(iou[i, 0], ref["iou"], equal_nan=True)
+        np.testing.assert_allclose(dice[i, 0], ref["dice"], equal_nan=True)
+        assert class_mean(iou)[i, 0] == pytest.approx(ref["mean_iou"])
+        assert class_mean(dice)[i, 0] == pytest.approx(ref["mean_dice"])

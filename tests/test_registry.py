@@ -32,3 +32,19 @@ def test_method_specs():
         split_spec("otsu++")
     with pytest.raises(ValueError, match="is a method, not a stage"):
         split_spec(f"otsu+{METHODS.names()[0]}")
+
+
+def test_temporarily_restores_the_registry_however_the_block_ends():
+    reg: Registry[type] = Registry("widget")
+    reg.register("kept")(type("Kept", (), {}))
+    widget = type("W", (), {})
+    with reg.temporarily("w", widget) as registered:
+        assert registered is widget and reg.get("w") is widget and widget.name == "w"
+        assert reg.names() == ["kept", "w"]
+    assert reg.names() == ["kept"]
+    with pytest.raises(RuntimeError, match="inside"), reg.temporarily("w", widget):
+        raise RuntimeError("inside the block")
+    assert reg.names() == ["kept"]
+    with pytest.raises(ValueError, match="registered twice"), reg.temporarily("kept", widget):
+        pass  # pragma: no cover
+    assert reg.get("kept").__name__ == "Kept"  # a refused name leaves the registered one in place

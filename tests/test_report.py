@@ -35,7 +35,6 @@ FIGURES = ["scores", "accuracy_vs_latency", "per_image_dice", "qualitative_synth
            "confusion_synthetic-multiclass", "reliability_synthetic", "reliability_synthetic-multiclass"]
 
 
-@METHODS.register("test-nearest-mean")
 class _NearestMean(Method):
     """Nearest class-mean colour, jittered by the seed: cheap, any number of classes, seeds differ."""
 
@@ -53,7 +52,6 @@ class _NearestMean(Method):
         return labels_to_proba(dist.argmin(-1), self.num_classes)
 
 
-@METHODS.register("test-nearest-mean-rough")
 class _NearestMeanRough(_NearestMean):
     """The same with a larger jitter: a second method for multi-class data, that differs from the first."""
 
@@ -64,16 +62,18 @@ class _NearestMeanRough(_NearestMean):
 @pytest.fixture(scope="module")
 def report_run(tmp_path_factory):
     """A two-dataset, three-method, two-seed run with predictions, and its report (md + html)."""
-    out = tmp_path_factory.mktemp("report") / "run"
+    with METHODS.temporarily("test-nearest-mean", _NearestMean), METHODS.temporarily("test-nearest-mean-rough", _NearestMeanRough):
+        yield _report_run(tmp_path_factory.mktemp("report") / "run")
+
+
+def _report_run(out: Path) -> Path:
     config = RunConfig(out=out, datasets=["synthetic", "synthetic-multiclass"], methods=["otsu", "test-nearest-mean", "test-nearest-mean-rough"],
                        seeds=[0, 1], split_fractions=(0.4, 0.1, 0.5), save_predictions=True, quick=True,
                        dataset_options=DATASETS)
     result = run(config, progress=False)
     assert not result.failures
     write_report(out)
-    yield out
-    for name in ("test-nearest-mean", "test-nearest-mean-rough"):
-        METHODS._items.pop(name, None)
+    return out
 
 
 def _summary(out: Path) -> pd.DataFrame:

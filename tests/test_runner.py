@@ -9,19 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from sklearn.metrics import f1_score, jaccard_score
+from sklearn.metrics import accuracy_score, f1_score, jaccard_score, precision_score, recall_score
 
 from helpers import write_folder_dataset
 from segbench.cli import main
 from segbench.datasets.base import IGNORE_INDEX
-from segbench.methods import METHODS, Method
+from segbench.methods import METHODS, Method, labels_to_proba
 from segbench.report import write_report
 from segbench.run.runner import RunConfig, load_tables, run
 
 TINY = {"synthetic": {"num_images": 10, "size": (48, 40)}, "synthetic-multiclass": {"num_images": 10, "size": (48, 40)}}
 
 
-@METHODS.register("test-explodes")
 class _Explodes(Method):
     """Fails at fit time, to check that one failing cell does not stop the grid."""
 
@@ -34,7 +33,6 @@ class _Explodes(Method):
         raise AssertionError
 
 
-@METHODS.register("test-counting")
 class _Counting(Method):
     """Predicts background everywhere and counts its fits, to check that resume skips finished cells."""
 
@@ -50,11 +48,32 @@ class _Counting(Method):
         return proba
 
 
+class _Bands(Method):
+    """Predicts the blob class in a band at the left and one in the middle (not a constant), else background."""
+
+    description = "blob in a left and a middle band (tests only)"
+    needs_training = False
+    left, middle = 10, 12  # widths in columns
+
+    def _fit(self, train, val):
+        pass
+
+    @classmethod
+    def bands(cls, shape):
+        labels = np.zeros(shape, np.int64)
+        centre = shape[1] // 2
+        labels[:, : cls.left] = labels[:, centre - cls.middle // 2 : centre + cls.middle // 2] = 1
+        return labels
+
+    def _predict_proba(self, image):
+        return labels_to_proba(self.bands(image.shape[:2]), self.num_classes)
+
+
 @pytest.fixture(autouse=True, scope="module")
-def _unregister_test_methods():
-    yield
-    for name in ("test-explodes", "test-counting"):
-        METHODS._items.pop(name, None)
+def _registered():
+    with (METHODS.temporarily("test-explodes", _Explodes), METHODS.temporarily("test-counting", _Counting),
+          METHODS.temporarily("test-bands", _Bands)):
+        yield
 
 
 def _config(tmp_path, **kw):
@@ -151,12 +170,19 @@ def test_ignore_pixels_do_not_count(tmp_path):
     root = write_folder_dataset(tmp_path / "d", n=8, mask_values="0/1")
     for path in (root / "masks").iterdir():
         mask = np.asarray(Image.open(path)).copy()
-        mask[:, :10] = IGNORE_INDEX
+        mask[:, : _Bands.left] = IGNORE_INDEX  # the left band, where the method predicts blob, is not scored
         Image.fromarray(mask).save(path)
-    config = _config(tmp_path, datasets=[f"folder:{root}"], methods=["test-counting"],
+    config = _config(tmp_path, datasets=[f"folder:{root}"], methods=["test-bands"],
                      dataset_options={"folder": {"mask_mode": "labels", "class_names": ["bg", "blob"]}})
     result = run(config, progress=False)
     row = result.summary.iloc[0]
-    # Constant background: background recall is 1 on the counted pixels, whatever the ignored band holds.
-    assert row["dataset_recall_bg"] == pytest.approx(1.0)
-    assert row["dataset_recall_blob"] == pytest.approx(0.0)
+    split = pd.read_csv(config.out / "splits" / "folder.csv")
+    truth = [np.asarray(Image.open(root / "masks" / f"{i}.png")) for i in split.loc[split["split"] == "test", "image_id"]]
+    pred = np.concatenate([_Bands.bands(t.shape)[t != IGNORE_INDEX] for t in truth])
+    t = np.concatenate([m[m != IGNORE_INDEX] for m in truth])
+    assert 0 < (pred & t).sum() < t.sum() < t.size  # the middle band finds part of the blobs
+    # scikit-learn on the scored pixels only; counting the band (whatever class it took) changes each of these.
+    assert row["dataset_precision_blob"] == pytest.approx(precision_score(t, pred))
+    assert row["dataset_recall_bg"] == pytest.approx(recall_score(t, pred, pos_label=0))
+    assert row["dataset_iou_blob"] == pytest.approx(jaccard_score(t, pred))
+    assert row["dataset_pixel_accuracy"] == pytest.approx(accuracy_score(t, pred))

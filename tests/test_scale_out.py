@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from segbench.methods import METHODS
 from segbench.run.runner import RunConfig, run
 
 TINY = {"synthetic": {"num_images": 10, "size": (48, 40)}, "synthetic-multiclass": {"num_images": 10, "size": (48, 40)}}
@@ -83,7 +84,15 @@ def test_sigkill_then_resume_recomputes_nothing_finished(tmp_path):
     assert not list(out.rglob(".*tmp*")) or all(p.parent.name == "cells" for p in out.rglob(".tmp-*"))
 
 
-def test_dead_worker_is_retried_then_recorded(tmp_path):
+@pytest.fixture
+def slow_method_plugin():
+    """The runner imports slow_method (as ``--import`` does), which registers its methods: undo both after."""
+    with METHODS.restored():
+        yield
+    sys.modules.pop("slow_method", None)  # a later import registers them again
+
+
+def test_dead_worker_is_retried_then_recorded(tmp_path, slow_method_plugin):
     pytest.importorskip("dask.distributed", reason="the dask executor needs dask[distributed]")
     import dask
 

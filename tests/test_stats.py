@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import scipy.stats
+from statsmodels.stats.multitest import multipletests
 
 from segbench.measure.metrics import scores_from_confusion
 from segbench.report.stats import (
@@ -156,3 +157,14 @@ def test_seeds_images_ci_contains_estimate_and_is_reproducible():
     one_level = bootstrap_ci(lambda w: weighted_nanmean(shifted, w).mean(axis=-1), 30)
     two_level = seeds_images_ci(lambda sw, iw: seed_mean(weighted_nanmean(shifted, iw), sw), 3, 30)
     assert two_level.high - two_level.low > 1.5 * (one_level.high - one_level.low)
+
+
+@pytest.mark.parametrize("p", [
+    [0.4, 0.6, 0.7, 0.01],  # 0.4 * 3 = 1.2: capped at 1
+    [0.3, 0.3, 0.9, 0.05, 0.2, 0.45],  # ties, and several products above 1
+    [0.001, 0.002, 0.04, 0.5],  # below 1 throughout
+])
+def test_holm_matches_statsmodels(p):
+    expected = multipletests(p, method="holm")[1]
+    np.testing.assert_allclose(holm(p), expected, rtol=1e-12)
+    assert holm(p).max() <= 1.0

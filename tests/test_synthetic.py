@@ -6,7 +6,9 @@ import re
 
 import numpy as np
 import pytest
+from sklearn.metrics import f1_score
 
+from helpers import assert_beats_chance, best_constant_score
 from segbench.datasets import DATASETS, Sample
 from segbench.datasets import synthetic
 from segbench.datasets.synthetic import SyntheticLesions, SyntheticMulticlass
@@ -142,7 +144,9 @@ def test_global_threshold_does_not_solve_it(binary_samples: list[Sample]) -> Non
         dice = 2 * tp / (tp + fp + lesion_hist.sum())
         best = max(best, float(dice.max()))
     assert best < 0.9, best
-    assert best > 0.3, best  # but the lesion is darker than skin: the signal is there
+    # But the lesion is darker than skin: the signal is there (the scan includes both constant predictions).
+    truth = np.concatenate([s.mask.ravel() for s in binary_samples])
+    assert_beats_chance(best, 0.45, best_constant_score(truth, f1_score, [0, 1]), "best global-threshold Dice")
 
 
 @pytest.mark.parametrize(

@@ -87,7 +87,6 @@ def test_bad_settings_name_the_fix():
         Tiling(64.5)  # type: ignore[arg-type]
 
 
-@METHODS.register("test-box")
 class _Box(Method):
     """The box filter as a registered method, to check the Method.tiling hook."""
 
@@ -102,9 +101,9 @@ class _Box(Method):
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _unregister():
-    yield
-    METHODS._items.pop("test-box", None)
+def _registered():
+    with METHODS.temporarily("test-box", _Box):
+        yield
 
 
 def test_method_tiling_option(image):

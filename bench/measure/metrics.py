@@ -49,8 +49,11 @@ __all__ = [
     "ARRAY_KEYS",
     "SCALAR_KEYS",
     "ConfusionMatrix",
+    "class_mean",
     "confusion_matrix",
+    "dice_from_confusion",
     "flatten_scores",
+    "iou_from_confusion",
     "per_image_scores",
     "scores_from_confusion",
 ]
@@ -215,6 +218,38 @@ def _nanmean(x: np.ndarray, axis: int | None = None) -> np.ndarray | float:
     return float(mean) if mean.ndim == 0 else mean
 
 
+def _tp_fp_fn(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class counts of ``(..., C, C)`` matrices (rows = truth), as float64 ``(..., C)`` arrays."""
+    cm = np.asarray(cm, dtype=np.float64)  # exact for counts below 2**53
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    return tp, cm.sum(axis=-2) - tp, cm.sum(axis=-1) - tp  # FP: predicted as the class; FN: truth is it
+
+
+def iou_from_confusion(cm: np.ndarray) -> np.ndarray:
+    """Per-class IoU ``TP / (TP + FP + FN)`` of one ``(C, C)`` matrix or a stack ``(..., C, C)``.
+
+    Returns:
+        ``(..., C) float64``, NaN for a class absent from both truth and prediction.
+    """
+    tp, fp, fn = _tp_fp_fn(cm)
+    return _safe_divide(tp, tp + fp + fn)
+
+
+def dice_from_confusion(cm: np.ndarray) -> np.ndarray:
+    """Per-class Dice ``2 TP / (2 TP + FP + FN)`` of one ``(C, C)`` matrix or a stack ``(..., C, C)``.
+
+    Returns:
+        ``(..., C) float64``, NaN for a class absent from both truth and prediction.
+    """
+    tp, fp, fn = _tp_fp_fn(cm)
+    return _safe_divide(2 * tp, 2 * tp + fp + fn)
+
+
+def class_mean(per_class: np.ndarray) -> np.ndarray | float:
+    """Mean over the last (class) axis with NaN left out; NaN where no class is defined."""
+    return _nanmean(per_class, axis=-1)
+
+
 def scores_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray | float]:
     """Per-class and mean scores of one confusion matrix, NaN where undefined (see the module docstring).
 
@@ -234,12 +269,8 @@ def scores_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray | float]:
     if cm.size and cm.min() < 0:
         raise ValueError(f"cm must hold non-negative counts, got minimum {cm.min()}; build it with confusion_matrix")
 
-    cm = cm.astype(np.float64, copy=False)  # exact for counts below 2**53
-    tp = np.diag(cm)
-    fp = cm.sum(axis=0) - tp  # predicted as the class, truth is another
-    fn = cm.sum(axis=1) - tp  # truth is the class, predicted as another
-    iou = _safe_divide(tp, tp + fp + fn)
-    dice = _safe_divide(2 * tp, 2 * tp + fp + fn)
+    tp, fp, fn = _tp_fp_fn(cm)
+    iou, dice = iou_from_confusion(cm), dice_from_confusion(cm)
     precision = _safe_divide(tp, tp + fp)
     recall = _safe_divide(tp, tp + fn)
     return {
@@ -247,10 +278,10 @@ def scores_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray | float]:
         "dice": dice,
         "precision": precision,
         "recall": recall,
-        "pixel_accuracy": float(_safe_divide(tp.sum(), cm.sum())),
+        "pixel_accuracy": float(_safe_divide(tp.sum(), cm.sum(dtype=np.float64))),
         "mean_pixel_accuracy": _nanmean(recall),
-        "mean_iou": _nanmean(iou),
-        "mean_dice": _nanmean(dice),
+        "mean_iou": class_mean(iou),
+        "mean_dice": class_mean(dice),
         "mean_precision": _nanmean(precision),
         "mean_recall": _nanmean(recall),
     }

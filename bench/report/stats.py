@@ -35,6 +35,8 @@ import numpy as np
 import scipy.special
 import scipy.stats
 
+from segbench.measure.metrics import class_mean, dice_from_confusion, iou_from_confusion
+
 __all__ = [
     "Interval",
     "bootstrap_ci",
@@ -97,8 +99,8 @@ def confusion_score(
 ) -> np.ndarray:
     """Dataset-level score of the weighted sum of per-image confusion matrices.
 
-    Follows ``segbench.measure.metrics.scores_from_confusion``: per class ``2TP/(2TP+FP+FN)`` (Dice) or
-    ``TP/(TP+FP+FN)`` (IoU), NaN where the denominator is zero, and the mean over classes leaves NaN out.
+    Scored by ``segbench.measure.metrics`` (NaN for a class absent from truth and prediction, left out of
+    the mean over classes), once per resample.
 
     Args:
         confusions: ``(N, C, C)`` per-image confusion matrices (rows = truth).
@@ -110,18 +112,8 @@ def confusion_score(
         ``weights.shape[:-1]`` scores.
     """
     cm = np.tensordot(np.asarray(weights, np.float64), np.asarray(confusions, np.float64), axes=([-1], [0]))
-    tp = np.diagonal(cm, axis1=-2, axis2=-1)
-    fp = cm.sum(axis=-2) - tp
-    fn = cm.sum(axis=-1) - tp
-    num, den = (2 * tp, 2 * tp + fp + fn) if score == "dice" else (tp, tp + fp + fn)
-    per_class = np.full(np.broadcast_shapes(num.shape, den.shape), np.nan)
-    np.divide(num, den, out=per_class, where=den > 0)
-    if class_index is not None:
-        return per_class[..., class_index]
-    defined = ~np.isnan(per_class)
-    count = defined.sum(axis=-1)
-    out = np.full(count.shape, np.nan)
-    return np.divide(np.where(defined, per_class, 0.0).sum(axis=-1), count, out=out, where=count > 0)
+    per_class = dice_from_confusion(cm) if score == "dice" else iou_from_confusion(cm)
+    return np.asarray(per_class[..., class_index] if class_index is not None else class_mean(per_class))
 
 
 def _counts(indices: np.ndarray, n: int) -> np.ndarray:

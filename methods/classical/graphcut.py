@@ -24,8 +24,8 @@ from sklearn.mixture import GaussianMixture
 
 from segbench.datasets.base import Sample
 from segbench.methods.base import METHODS, Method
-from segbench.methods.stages.crf import mean_image_iou
 from segbench.methods.classical.pixel_classifier import PixelForest
+from segbench.methods.tuning import best_index, mean_image_iou
 
 __all__ = ["GraphCut", "GrabCut", "alpha_expansion", "contrast_weights"]
 
@@ -222,7 +222,7 @@ class GraphCut(Method):
                                held_out, self.num_classes, self.ignore_index)
                 for weight in self.PAIRWISE_GRID
             ]
-            self.pairwise_ = self.PAIRWISE_GRID[int(np.argmax(scores))]
+            self.pairwise_ = self.PAIRWISE_GRID[best_index(scores)]
 
     def _fit_gmms(self, train: list[Sample]) -> None:
         rng = np.random.default_rng(self.seed)
@@ -327,7 +327,7 @@ class GrabCut(Method):
                 self.margin_ = margin
                 preds = [self._predict_proba(s.image).argmax(axis=0) for s in held_out]
                 scores.append(mean_image_iou(preds, held_out, 2, self.ignore_index))
-            self.margin_ = self.MARGIN_GRID[int(np.argmax(scores))]
+            self.margin_ = self.MARGIN_GRID[best_index(scores)]
 
     def _frame(self, h: int, w: int) -> np.ndarray:
         """``(h, w) bool``: the sure-background frame outside the box."""

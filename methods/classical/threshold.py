@@ -11,7 +11,9 @@ from skimage.color import rgb2gray, rgb2hsv, rgb2lab
 from skimage.filters import threshold_otsu
 
 from segbench.datasets.base import Sample
+from segbench.measure.metrics import ConfusionMatrix
 from segbench.methods.base import METHODS, Method
+from segbench.methods.tuning import best_index
 
 __all__ = ["Otsu", "CHANNELS", "image_channel"]
 
@@ -35,11 +37,6 @@ def image_channel(image: np.ndarray, channel: str) -> np.ndarray:
     if channel == "S":
         return rgb2hsv(image)[..., 1]
     raise ValueError(f"unknown channel {channel!r}; choose one of {', '.join(CHANNELS)}")
-
-
-def _dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    denom = pred.sum() + truth.sum()
-    return 1.0 if denom == 0 else 2.0 * np.logical_and(pred, truth).sum() / denom
 
 
 @METHODS.register("otsu")
@@ -71,25 +68,28 @@ class Otsu(Method):
         if self.opts.channel not in ("auto", *CHANNELS):
             raise ValueError(f"otsu: channel {self.opts.channel!r} is not one of auto, {', '.join(CHANNELS)}")
         channels = CHANNELS if self.opts.channel == "auto" else (self.opts.channel,)
-        scores: dict[tuple[str, bool], list[float]] = {}
+        # Per (channel, object is bright): the lesion Dice of each training image, by segbench.measure.metrics.
+        scores = {(ch, bright): ConfusionMatrix(2, ignore_index=self.ignore_index) for ch in channels for bright in (True, False)}
         informative: set[str] = set()
         for s in train:
-            truth = s.mask == 1
             for ch in channels:
                 values = self._values(s.image, ch)
                 flat = np.ptp(values) <= _FLAT
                 if not flat:
                     informative.add(ch)
                 above = values > (values.max() if flat else threshold_otsu(values))
-                scores.setdefault((ch, True), []).append(_dice(above, truth))
-                scores.setdefault((ch, False), []).append(_dice(~above, truth))
-        # A channel flat on every training image (a, b and S of greyscale input) thresholds nothing: it would
-        # only pick "all foreground" or "all background", so it is chosen only when no channel varies.
-        scores = {k: v for k, v in scores.items() if k[0] in informative} or scores
-        if not scores:  # no training images: grey, object darker (the usual case for lesions)
+                scores[ch, True].update(s.mask, above.astype(np.uint8), ignore_mask=s.ignore)
+                scores[ch, False].update(s.mask, (~above).astype(np.uint8), ignore_mask=s.ignore)
+        if not train:  # no training images: grey, object darker (the usual case for lesions)
             self.channel_, self.object_is_bright_ = "gray", False
             return
-        (self.channel_, self.object_is_bright_), _ = max(scores.items(), key=lambda kv: np.mean(kv[1]))
+        # A channel flat on every training image (a, b and S of greyscale input) thresholds nothing: it would
+        # only pick "all foreground" or "all background", so it is chosen only when no channel varies.
+        keys = [k for k in scores if k[0] in informative] or list(scores)
+        # Mean Dice over images; an image without lesion or predicted foreground has none and is left out
+        # (see segbench.methods.tuning for the all-undefined case: the first key is kept).
+        dice = [float(scores[k].compute()["per_image"]["dice"][1]) for k in keys]
+        self.channel_, self.object_is_bright_ = keys[best_index(dice)]
 
     def _predict_proba(self, image: np.ndarray) -> np.ndarray:
         values = self._values(image, self.channel_)

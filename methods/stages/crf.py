@@ -21,8 +21,9 @@ import pydensecrf.densecrf as dcrf
 from segbench.datasets.base import Sample
 from segbench.datasets.transforms import resize_image, resize_proba, work_shape
 from segbench.methods.base import STAGES, Method, Stage
+from segbench.methods.tuning import best_index, mean_image_iou
 
-__all__ = ["DenseCRF", "dense_crf", "mean_image_iou"]
+__all__ = ["DenseCRF", "dense_crf"]
 
 _EPS = 1e-6
 
@@ -61,21 +62,6 @@ def dense_crf(
         rgb = np.array(image, dtype=np.uint8, order="C")  # pydensecrf needs a writable C-contiguous buffer
         crf.addPairwiseBilateral(sxy=bilateral_sxy, srgb=bilateral_srgb, rgbim=rgb, compat=bilateral_weight)
     return np.asarray(crf.inference(iterations), dtype=np.float32).reshape(c, h, w)
-
-
-def mean_image_iou(preds: list[np.ndarray], samples: Sequence[Sample], num_classes: int, ignore_index: int) -> float:
-    """Mean over images of the mean IoU over classes present in truth or prediction (the tuning score)."""
-    scores = []
-    for pred, s in zip(preds, samples):
-        valid = s.valid(ignore_index)
-        ious = []
-        for k in range(num_classes):
-            p, t = (pred == k) & valid, (s.mask == k) & valid
-            union = (p | t).sum()
-            if union:
-                ious.append((p & t).sum() / union)
-        scores.append(np.mean(ious) if ious else 1.0)
-    return float(np.mean(scores))
 
 
 @STAGES.register("crf")
@@ -149,7 +135,7 @@ class DenseCRF(Stage):
         if not samples:
             return
         probas = [before.predict_proba(s.image) for s in samples]
-        best, best_score = None, -1.0
+        candidates = []
         for weight, srgb, sxy in itertools.product(*self.GRID.values()):
             if weight == 0 and (srgb, sxy) != (self.GRID["bilateral_srgb"][0], self.GRID["bilateral_sxy"][0]):
                 continue  # without the appearance kernel its widths do not matter: try it once
@@ -157,9 +143,9 @@ class DenseCRF(Stage):
             preds = [self._refine(s.image, p, params).argmax(axis=0) for s, p in zip(samples, probas)]
             score = mean_image_iou(preds, samples, self.num_classes, getattr(before, "ignore_index", 255))
             self.tuning_.append({**params, "score": score})
-            if score > best_score + 1e-9:  # ties keep the earlier, weaker setting
-                best, best_score = params, score
-        self.params_ = best
+            candidates.append(params)
+        # Ties (within float noise) keep the earlier, weaker setting; with nothing scored, the first one.
+        self.params_ = candidates[best_index([t["score"] for t in self.tuning_], tol=1e-9)]
 
     def apply(self, image: np.ndarray, proba: np.ndarray) -> np.ndarray:
         return self._refine(image, proba, self.params_)
