@@ -21,7 +21,6 @@ TINY = {"synthetic": {"num_images": 12, "size": (48, 40)}}
 IDS = [f"im{i:03d}" for i in range(50)]
 
 
-@METHODS.register("test-random-base")
 class _RandomBase(Method):
     """Thresholds grey level at a cut drawn from the OS at fit time: a refit would predict differently, so
     identical predictions across cells mean one fitted base. Counts its fits across the process."""
@@ -38,7 +37,6 @@ class _RandomBase(Method):
         return np.stack([1 - lesion, lesion])
 
 
-@STAGES.register("test-identity")
 class _Identity(Stage):
     """Returns its input: a pipeline with it must score exactly as its base."""
 
@@ -49,10 +47,10 @@ class _Identity(Stage):
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _unregister_test_components():
-    yield
-    METHODS._items.pop("test-random-base", None)
-    STAGES._items.pop("test-identity", None)
+def _test_components():
+    """The counting base and the identity stage, registered for this module only."""
+    with METHODS.temporarily("test-random-base", _RandomBase), STAGES.temporarily("test-identity", _Identity):
+        yield
 
 
 def _run(tmp_path, **kw):
