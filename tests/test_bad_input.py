@@ -40,7 +40,7 @@ def _values_outside(root: Path, name: str) -> str:
     mask = np.asarray(Image.open(root / "masks" / f"{name}.png")).copy()
     mask[0, :5] = 7
     Image.fromarray(mask).save(root / "masks" / f"{name}.png")
-    return rf"masks/{name}\.png: mask values \[7\] are not classes 0\.\.1.*relabel"
+    return rf"masks/{name}\.png: unexpected mask value\(s\) \[7\].*labels 0\.\.1.*relabel"
 
 
 def _duplicate_stem(root: Path, name: str) -> str:

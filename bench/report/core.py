@@ -34,7 +34,7 @@ import pandas as pd
 from PIL import Image
 
 from segbench.measure.metrics import confusion_matrix, scores_from_confusion
-from segbench.run.records import PREDICTIONS_CELL_FILE, load_tables, prediction_dir, slug
+from segbench.run.records import PREDICTIONS_CELL_FILE, load_tables, prediction_dir, prediction_path, slug
 from segbench.report.stats import Interval, bootstrap_ci, confusion_score, holm, weighted_nanmean, wilcoxon_p
 
 __all__ = [
@@ -242,7 +242,7 @@ class RunData:
 
     def prediction_path(self, dataset: str, method: str, seed: int, image_id: str) -> Path:
         """Where ``--save-predictions`` wrote a label map."""
-        return prediction_dir(self.run_dir, dataset, method, seed) / f"{slug(image_id)}.png"
+        return prediction_path(self.run_dir, dataset, method, seed, image_id)
 
     def predictions_cell(self, dataset: str, method: str, seed: int) -> str | None:
         """Key of the cell whose saved label maps are in the (dataset, method, seed) folder; None if unrecorded.

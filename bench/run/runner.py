@@ -52,7 +52,7 @@ from segbench.measure.latency import MemoryProbe, summarize_ms, timed_call
 from segbench.methods import IncompatibleError, build_method, split_spec
 from segbench.methods.tiling import Tiling
 from segbench.measure.metrics import ConfusionMatrix, flatten_scores, scores_from_confusion
-from segbench.run.records import KEY_COLUMNS, PREDICTIONS_CELL_FILE, load_tables, prediction_dir, slug, write_atomic
+from segbench.run.records import KEY_COLUMNS, PREDICTIONS_CELL_FILE, load_tables, prediction_dir, prediction_path, slug, write_atomic
 
 __all__ = ["RunConfig", "RunResult", "CellTask", "CellOutcome", "run", "evaluate_cell", "load_tables"]
 
@@ -268,7 +268,8 @@ class _RunFolder:
             pred_dir = prediction_dir(self.root, task.dataset_name, task.method, task.seed)
             pred_dir.mkdir(parents=True, exist_ok=True)
             for sample_id, png in outcome.predictions.items():
-                write_atomic(pred_dir / f"{slug(sample_id)}.png", lambda p, png=png: p.write_bytes(png))
+                path = prediction_path(self.root, task.dataset_name, task.method, task.seed, sample_id)
+                write_atomic(path, lambda p, png=png: p.write_bytes(png))
             # The folder is per (dataset, method, seed): a later run with other options overwrites it, so
             # record whose label maps these are; the report draws them only for that cell.
             write_atomic(pred_dir / PREDICTIONS_CELL_FILE, lambda p: p.write_text(task.key + "\n"))
