@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import io
 import json
 import os
@@ -42,9 +41,10 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from segbench.datasets import build_dataset
-from segbench.datasets.base import parse_dataset_spec
+from segbench.datasets import DataError, build_dataset
+from segbench.datasets.base import dataset_entries
 from segbench.datasets.splits import dataset_split, write_split_file
+from segbench.datasets.validate import check_masks, missing_classes
 from segbench.datasets.transforms import WorkSize
 from segbench.run.environment import device_name, environment
 from segbench.run.executors import make_executor
@@ -52,6 +52,7 @@ from segbench.measure.latency import MemoryProbe, summarize_ms, timed_call
 from segbench.methods import IncompatibleError, build_method, split_spec
 from segbench.methods.tiling import Tiling
 from segbench.measure.metrics import ConfusionMatrix, flatten_scores, scores_from_confusion
+from segbench.registry import import_modules
 from segbench.run.records import KEY_COLUMNS, PREDICTIONS_CELL_FILE, load_tables, prediction_dir, prediction_path, slug, write_atomic
 
 __all__ = ["RunConfig", "RunResult", "CellTask", "CellOutcome", "run", "evaluate_cell", "load_tables"]
@@ -81,6 +82,8 @@ class RunConfig:
     executor: str = "local"
     executor_options: dict[str, Any] = field(default_factory=dict)
     retries: int = 1
+    #: The command line that made this run, recorded in each of its cells (the tables' ``command`` column).
+    command: str = ""
 
     def tiling(self) -> Tiling | None:
         """The ``Tiling`` every method of the run predicts with, or None."""
@@ -92,8 +95,7 @@ class RunConfig:
             raise ValueError("a run needs at least one dataset, one method and one seed")
         if self.retries < 0:
             raise ValueError(f"retries={self.retries} must be 0 or more")
-        for spec in self.datasets:
-            parse_dataset_spec(spec)
+        dataset_entries(self.datasets)
         for spec in self.methods:
             split_spec(spec)
         self.tiling()  # bad tile settings fail here, naming the fix
@@ -136,6 +138,8 @@ class CellOutcome:
     extra: dict[str, Any] = field(default_factory=dict)
     confusions: np.ndarray | None = None
     predictions: dict[str, bytes] = field(default_factory=dict)
+    #: False for errors that another attempt cannot mend (a bad data file).
+    retry: bool = True
 
     @property
     def status(self) -> str:
@@ -159,7 +163,8 @@ def _components(method_spec: str) -> list[str]:
 
 
 def _failed(exc: BaseException, *, trace: str | None = None) -> CellOutcome:
-    return CellOutcome({"status": "failed", "error": f"{type(exc).__name__}: {exc}"}, extra={"traceback": trace or ""})
+    return CellOutcome({"status": "failed", "error": f"{type(exc).__name__}: {exc}"}, extra={"traceback": trace or ""},
+                       retry=not isinstance(exc, DataError))
 
 
 def evaluate_cell(task: CellTask) -> CellOutcome:
@@ -251,8 +256,9 @@ def _image_row(task: CellTask, class_names: tuple[str, ...], sample_id: str, cm:
 class _RunFolder:
     """The driver's side: the only writer of the run folder."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, command: str = "") -> None:
         self.root = root
+        self.command = command
         (root / "cells").mkdir(parents=True, exist_ok=True)
         (root / "splits").mkdir(exist_ok=True)
 
@@ -278,7 +284,7 @@ class _RunFolder:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         summary = {"dataset": task.dataset_name, "method": task.method, "seed": task.seed, **outcome.summary,
-                   "attempts": attempts, "cell": task.key}
+                   "attempts": attempts, "cell": task.key, "command": self.command}
         record = {"summary": summary, "key": task.key, **outcome.extra}
         (tmp / "cell.json").write_text(json.dumps(record, indent=1, default=str))
         pd.DataFrame(outcome.rows).to_csv(tmp / "per_image.csv", index=False)
@@ -289,13 +295,21 @@ class _RunFolder:
         os.replace(tmp, final)
 
     def write_tables(self, keys: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Rebuild summary.csv and per_image.csv from the committed cells, in grid order."""
+        """Rebuild summary.csv and per_image.csv from the committed cells: this command's, in grid order, then
+        every earlier command's cell whose dataset, method and seed this command did not run (the newest
+        such cell of each; the ``command`` column says which command made each row)."""
+        records = {}
+        for path in sorted(self.root.glob("cells/*/cell.json"), key=lambda p: p.stat().st_mtime):
+            records[path.parent.name] = json.loads(path.read_text())["summary"]
+        ours = [k for k in keys if k in records]
+        covered = {(records[k]["dataset"], records[k]["method"], int(records[k]["seed"])) for k in ours}
+        older = {}
+        for key, s in records.items():  # oldest first, so the newest of each (dataset, method, seed) stays
+            if key not in keys and (s["dataset"], s["method"], int(s["seed"])) not in covered:
+                older[(s["dataset"], s["method"], int(s["seed"]))] = key
         summaries, per_image = [], []
-        for key in keys:
-            path = self.cell_dir(key) / "cell.json"
-            if not path.is_file():
-                continue
-            summaries.append(json.loads(path.read_text())["summary"])
+        for key in ours + list(older.values()):
+            summaries.append({"command": "", **records[key]})
             rows_path = self.cell_dir(key) / "per_image.csv"
             if rows_path.stat().st_size > 1:
                 per_image.append(pd.read_csv(rows_path, dtype={"image_id": str}))
@@ -306,12 +320,45 @@ class _RunFolder:
         return summary, images
 
 
+def preflight(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] = print) -> None:
+    """Index every dataset of the run and check every mask, before any cell starts.
+
+    Logs how each dataset's masks are read (what ``mask_mode=auto`` decided) and, loudly, each class that no
+    test mask holds (its scores will be NaN, not a perfect score).
+
+    Raises:
+        DataError: every problem found, in all datasets, listed together (each naming its file).
+    """
+    problems = []
+    for entry in dataset_entries(config.datasets):
+        try:
+            dataset = build_dataset(entry.spec, data_dir=config.data_dir, options=entry.options(config.dataset_options))
+            if dataset.describe_masks():
+                log(f"{entry.name}: {dataset.describe_masks()}")
+            present, bad = check_masks(dataset, progress=progress)
+            if bad:
+                problems += bad
+                continue
+            split = dataset_split(dataset, seed=config.split_seed, fractions=config.split_fractions, split_file=config.split_file)
+        except (DataError, ValueError, TypeError) as exc:  # the dataset itself cannot be built or split
+            problems.append(f"{entry.name}: {exc}")
+            continue
+        eval_split = "test" if split["test"] else "val"
+        for name in missing_classes(dataset, present, split[eval_split]):
+            log(f"WARNING: {entry.name}: class {name!r} has no pixel in any {eval_split} mask; its IoU and Dice there "
+                "are undefined (NaN), not scored; change the split (--split-seed, --split-file) or the class list")
+    if problems:
+        listed = "\n  ".join(problems)
+        raise DataError(f"{len(problems)} problem(s) in the data, nothing was run; fix them (segbench validate "
+                        f"lists them too):\n  {listed}")
+
+
 def _plan(config: RunConfig, folder: _RunFolder) -> tuple[list[CellTask], dict[str, CellOutcome]]:
     """Every cell of the grid, in order, and the outcomes already known on the driver (broken datasets)."""
     tasks, known = [], {}
-    for dataset_spec in config.datasets:
-        name = parse_dataset_spec(dataset_spec)[0]
-        options = config.dataset_options.get(name, {})
+    for entry in dataset_entries(config.datasets):
+        name, dataset_spec = entry.name, entry.spec
+        options = entry.options(config.dataset_options)
         try:
             dataset = build_dataset(dataset_spec, data_dir=config.data_dir, options=options)
             split = dataset_split(dataset, seed=config.split_seed, fractions=config.split_fractions, split_file=config.split_file)
@@ -350,10 +397,10 @@ def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] 
     Failed cells are retried up to ``config.retries`` times (a dead worker counts as a failure); finished
     cells found in the run folder are skipped.
     """
-    for module in config.imports:  # modules that register the user's own methods and datasets
-        importlib.import_module(module)
+    import_modules(config.imports)  # modules that register the user's own methods and datasets
     config.validate()
-    folder = _RunFolder(Path(config.out))
+    preflight(config, progress=progress, log=log)
+    folder = _RunFolder(Path(config.out), command=config.command)
     write_atomic(folder.root / "environment.json", lambda p: p.write_text(json.dumps(environment(config.to_json()), indent=1, default=str)))
     tasks, known = _plan(config, folder)
     keys = [t.key for t in tasks]
@@ -365,9 +412,11 @@ def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] 
     def finish(task: CellTask, outcome: CellOutcome) -> bool:
         """Commit a cell; returns True if it should run again."""
         attempts[task.key] = attempts.get(task.key, 0) + 1
-        if outcome.status == "failed" and attempts[task.key] <= config.retries and task.key not in known:
+        if outcome.status == "failed" and outcome.retry and attempts[task.key] <= config.retries and task.key not in known:
             log(f"retrying {task.dataset_name} / {task.method} / seed {task.seed} after: {outcome.summary['error']}")
             return True
+        if outcome.status == "skipped":
+            log(f"skipped {task.dataset_name} / {task.method} / seed {task.seed}: {outcome.summary['error']}")
         if outcome.status == "failed":
             log(f"FAILED {task.dataset_name} / {task.method} / seed {task.seed}: {outcome.summary['error']}")
         folder.commit(task, outcome, attempts=attempts[task.key])
