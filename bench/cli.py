@@ -301,7 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a flag argparse refused (its one line is printed)
+        return int(exc.code or 0)
     args.argv = argv
     try:
         import_modules(args.imports or [])

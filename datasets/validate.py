@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from segbench.datasets.base import DATASETS, SegmentationDataset, build_dataset, parse_dataset_spec
+from segbench.datasets.base import DATASETS, SegmentationDataset, build_dataset, dataset_entries, parse_dataset_spec
 from segbench.datasets.io import DataError
 
 __all__ = ["ValidationReport", "check_masks", "missing_classes", "validate_dataset"]
@@ -21,7 +21,7 @@ class ValidationReport:
     """What ``validate_dataset`` found.
 
     Attributes:
-        dataset: The dataset's registered name.
+        dataset: The dataset's name, as a run would name it.
         checked: Number of images decoded and checked.
         problems: One message per problem, in the order found.
         notes: What was decided on the way (how ``mask_mode=auto`` reads the masks).
@@ -103,10 +103,11 @@ def validate_dataset(spec: str, *, data_dir: str | None = None, options: dict[st
     Returns:
         The report; ``report.ok`` is True when nothing was found.
     """
-    name, _ = parse_dataset_spec(spec)
+    (entry,) = dataset_entries([spec])
+    name = entry.name  # as a run names it: a folder dataset after its folder
     report = ValidationReport(name)
     try:
-        dataset = _build(spec, data_dir, options)
+        dataset = _build(entry.spec, data_dir, options)
     except (DataError, ValueError, TypeError) as exc:  # nothing to iterate: the layout itself is wrong
         report.add(str(exc))
         return report

@@ -91,7 +91,7 @@ def test_validate_reports_every_problem_at_once(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert code == 1
     # 8 images less the one without a mask and the ambiguous duplicate.
-    assert lines[-1] == "folder: 6 image(s) checked, 6 problem(s)"
+    assert lines[-1] == "data: 6 image(s) checked, 6 problem(s)"  # named after its folder, as in a run
     for pattern in patterns:
         assert sum(bool(re.search(pattern, line)) for line in lines[:-1]) == 1, (pattern, lines)
 
