@@ -120,7 +120,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         method_options=method_options(args.opt, methods),
         dataset_options=dataset_options(args.dataset_opt, datasets),
-        imports=args.imports or [],
+        # .py paths made absolute, so that Dask workers started elsewhere find them
+        imports=[str(Path(i).resolve()) if i.endswith(".py") else i for i in args.imports or []],
         command=shlex.join(["segbench", *args.argv]),
         executor=args.executor,
         executor_options={k: v for k, v in {"scheduler": args.scheduler, "workers": args.workers,
