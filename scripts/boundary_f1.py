@@ -18,6 +18,7 @@ from scipy.ndimage import distance_transform_edt
 from skimage.segmentation import find_boundaries
 
 from segbench.datasets import build_dataset
+from segbench.run.records import image_id_from_stem
 
 
 def boundary_f1(pred: np.ndarray, truth: np.ndarray, tolerance: float) -> float:
@@ -44,7 +45,7 @@ def main() -> None:
     for folder in sorted((args.run / "predictions" / args.dataset).iterdir()):
         scores = []
         for png in sorted(folder.glob("*/*.png")):  # every seed
-            truth = ds[png.stem].mask == 1
+            truth = ds[image_id_from_stem(png.stem)].mask == 1
             tolerance = args.tolerance * float(np.hypot(*truth.shape))
             scores.append(boundary_f1(np.asarray(Image.open(png)) == 1, truth, tolerance))
         print(f"| {folder.name} | {np.mean(scores):.3f} | {len(scores)} |")
