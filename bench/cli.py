@@ -102,7 +102,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from segbench.report import brief_table, write_report
     from segbench.run.runner import RunConfig, run
 
-    out = _writable_folder(Path(args.out or f"results/run-{datetime.now():%Y%m%d-%H%M%S}"))
+    out = Path(args.out or f"results/run-{datetime.now():%Y%m%d-%H%M%S}")
     datasets = _csv(args.datasets)
     methods = _csv(args.methods) if args.methods else default_methods()
     config = RunConfig(
@@ -134,6 +134,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config.validate()
     except ValueError as exc:  # bad combinations of flags (tiles, retries), named by the message
         raise UsageError(str(exc)) from None
+    _writable_folder(out)  # last: a command refused for another reason leaves no folder behind
     if args.no_progress:  # also the training bars inside methods (and on local Dask workers started after this)
         os.environ["TQDM_DISABLE"] = "1"
     try:
@@ -199,7 +200,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     formats = _csv(args.format)
     bad = [f for f in formats if f not in ("md", "html")]
     if bad:
-        raise UsageError(f"--format {args.format}: unknown format(s) {', '.join(bad)}; choose from md, html")
+        raise UsageError(f"--format {args.format}: unknown report format(s) {bad}; choose from md, html")
     if not (Path(args.run_dir) / "summary.csv").is_file():
         raise UsageError(f"{args.run_dir}: no summary.csv; give a run folder written by 'segbench run'")
     out = _writable_folder(Path(args.out) if args.out else Path(args.run_dir))

@@ -136,8 +136,8 @@ def option_types(owner: Any) -> dict[str, Any]:
     if hasattr(owner, "Options"):
         return typing.get_type_hints(owner.Options)
     hints = typing.get_type_hints(owner.__init__)
-    params = inspect.signature(owner.__init__).parameters
-    return {k: hints.get(k, Any) for k, p in params.items() if p.kind is p.KEYWORD_ONLY}
+    params = list(inspect.signature(owner.__init__).parameters.values())[2:]  # after self and the data folder
+    return {p.name: hints.get(p.name, Any) for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
 
 
 def csv_of(item_type: type, *, count: int | None = None) -> Callable[[str], list[Any]]:
