@@ -3,42 +3,60 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import os
+import shlex
 import sys
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from segbench import __version__
 from segbench.datasets import DATASETS, DataError
+from segbench.datasets.base import dataset_entries
 from segbench.datasets.transforms import parse_size
 from segbench.methods import METHODS, STAGES, split_spec
-from segbench.registry import UnknownNameError
+from segbench.options import UsageError, csv_of, option_types, parse_assignments, typed_options
+from segbench.registry import ImportFailed, UnknownNameError, import_modules
 
-__all__ = ["main", "parse_options"]
+__all__ = ["main", "method_options", "dataset_options"]
+
+#: Errors in what the user gave (flags, names, data files): one line, exit 2. Anything else is a bug and
+#: keeps its traceback.
+USER_ERRORS = (UsageError, DataError, UnknownNameError, ImportFailed)
 
 
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def parse_options(items: list[str] | None, what: str) -> dict[str, dict[str, Any]]:
-    """``["slic.n_segments=400", "crf.iterations=5"]`` -> ``{"slic": {"n_segments": 400}, "crf": {...}}``.
+def method_options(items: list[str] | None, methods: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``--opt`` items, typed and checked against the methods and stages of ``methods`` (raises UsageError)."""
+    used = list(dict.fromkeys(part for spec in methods for part in (split_spec(spec)[0], *split_spec(spec)[1])))
+    return typed_options(parse_assignments(items, "--opt"),
+                         lambda n: option_types(METHODS.get(n) if n in METHODS else STAGES.get(n)),
+                         flag="--opt", valid_names=used)
 
-    Values are Python literals (numbers, True/False, None, quoted strings, tuples); anything else is a string.
-    """
-    out: dict[str, dict[str, Any]] = {}
-    for item in items or []:
-        name, dot, rest = item.partition(".")
-        key, eq, raw = rest.partition("=")
-        if not dot or not eq or not name or not key:
-            raise ValueError(f"{what} option {item!r} is malformed; write NAME.KEY=VALUE, e.g. pixel-rf.n_estimators=100")
-        try:
-            value: Any = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            value = raw
-        out.setdefault(name, {})[key] = value
-    return out
+
+def dataset_options(items: list[str] | None, datasets: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``--dataset-opt`` items, typed and checked; a name is a dataset kind or a dataset's name in this run."""
+    entries = dataset_entries(datasets)
+    kind_of = {**{e.kind: e.kind for e in entries}, **{e.name: e.kind for e in entries}}
+    declared = lambda n: {k: t for k, t in option_types(DATASETS.get(kind_of[n])).items() if k != "strict"}  # noqa: E731
+    return typed_options(parse_assignments(items, "--dataset-opt"), declared, flag="--dataset-opt",
+                         valid_names=list(kind_of))
+
+
+def _writable_folder(path: Path, flag: str = "--out") -> Path:
+    """Create ``path`` if needed and check that files can be written in it (raises UsageError)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".segbench-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: cannot write there ({exc.strerror or exc}); choose a folder you can write to") from None
+    return path
 
 
 #: Pipelines the default suite runs beside every registered method: the classical and deep halves' CRF variants.
@@ -72,30 +90,39 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(text: str) -> Any:
+    """argparse ``type=`` for ``--size``: a bad value names the flag."""
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from segbench.report import brief_table, write_report
     from segbench.run.runner import RunConfig, run
 
-    fractions = tuple(float(v) for v in _csv(args.split))
-    if len(fractions) != 3:
-        raise ValueError(f"--split {args.split!r} needs three fractions TRAIN,VAL,TEST, e.g. 0.6,0.2,0.2")
     out = Path(args.out or f"results/run-{datetime.now():%Y%m%d-%H%M%S}")
+    datasets = _csv(args.datasets)
+    methods = _csv(args.methods) if args.methods else default_methods()
     config = RunConfig(
         out=out,
-        datasets=_csv(args.datasets),
-        methods=_csv(args.methods) if args.methods else default_methods(),
-        seeds=[int(s) for s in _csv(args.seeds)],
-        data_dir=args.data_dir,
+        datasets=datasets,
+        methods=methods,
+        seeds=args.seeds,
+        data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
         split_file=args.split_file,
         split_seed=args.split_seed,
-        split_fractions=fractions,  # type: ignore[arg-type]
-        size=parse_size(args.size),
+        split_fractions=tuple(args.split),  # type: ignore[arg-type]
+        size=args.size,
         save_predictions=args.save_predictions,
         quick=args.quick,
         warmup=args.warmup,
-        method_options=parse_options(args.opt, "method"),
-        dataset_options=parse_options(args.dataset_opt, "dataset"),
-        imports=args.imports or [],
+        method_options=method_options(args.opt, methods),
+        dataset_options=dataset_options(args.dataset_opt, datasets),
+        # .py paths made absolute, so that Dask workers started elsewhere find them
+        imports=[str(Path(i).resolve()) if i.endswith(".py") else i for i in args.imports or []],
+        command=shlex.join(["segbench", *args.argv]),
         executor=args.executor,
         executor_options={k: v for k, v in {"scheduler": args.scheduler, "workers": args.workers,
                                             "threads_per_worker": args.threads_per_worker}.items() if v},
@@ -103,19 +130,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
         tile=args.tile,
         tile_overlap=args.tile_overlap,
         folds=args.folds,
-        train_fractions=[float(f) for f in _csv(args.train_fraction)],
-        corruptions=_csv(args.corruptions) if args.corruptions else [],
-        severities=[int(s) for s in _csv(args.severities)],
+        train_fractions=args.train_fraction,
+        corruptions=args.corruptions,
+        severities=args.severities,
         share_bases=not args.no_share_bases,
         budget_s=args.budget_s,
         boundary_tolerance=args.boundary_tolerance,
     )
+    try:
+        config.validate()
+    except ValueError as exc:  # bad combinations of flags (tiles, retries), named by the message
+        raise UsageError(str(exc)) from None
+    _writable_folder(out)  # last: a command refused for another reason leaves no folder behind
     if args.no_progress:  # also the training bars inside methods (and on local Dask workers started after this)
         os.environ["TQDM_DISABLE"] = "1"
-    result = run(config, progress=not args.no_progress)
+    try:
+        result = run(config, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        finished = len(list(out.glob("cells/*/cell.json")))
+        if (out / "summary.csv").is_file():
+            write_report(out)
+        print(f"\ninterrupted: {finished} cells finished; re-run the same command to resume", file=sys.stderr)
+        return 130
     write_report(out)
     print(brief_table(result.summary))
     print(f"\nRun folder: {out}  (summary.csv, per_image.csv, environment.json, report.md, report.html)")
+    skipped = result.summary[result.summary["status"] == "skipped"] if len(result.summary) else result.summary
+    for row in skipped.itertuples():
+        print(f"skipped {row.dataset} / {row.method} / seed {row.seed}: {row.error}")
     if result.failures:
         print(f"\n{len(result.failures)} cell(s) failed:", file=sys.stderr)
         for f in result.failures:
@@ -135,18 +177,17 @@ def _cmd_latency(args: argparse.Namespace) -> int:
     for text in _csv(args.sizes):
         size = parse_size(text)
         if not isinstance(size, tuple):
-            raise ValueError(f"--sizes needs WIDTHxHEIGHT values such as 256x256, got {text!r}")
+            raise UsageError(f"--sizes needs WIDTHxHEIGHT values such as 256x256, got {text!r}")
         sizes.append(size)
     if args.device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {args.device}: CUDA is not available here; use --device cpu")
+            raise UsageError(f"--device {args.device}: CUDA is not available here; use --device cpu")
     methods = _csv(args.methods) if args.methods else default_methods()
     for spec in methods:
         split_spec(spec)  # unknown names fail here, listing the known ones, before any timing
-    out = Path(args.out or f"results/latency-{datetime.now():%Y%m%d-%H%M%S}")
-    out.mkdir(parents=True, exist_ok=True)
+    out = _writable_folder(Path(args.out or f"results/latency-{datetime.now():%Y%m%d-%H%M%S}"))
     config = {"methods": methods, "sizes": args.sizes, "device": args.device, "amp": args.amp,
               "warmup": args.warmup, "repeats": args.repeats, "batch": args.batch}
     (out / "environment.json").write_text(json.dumps(environment(config), indent=1, default=str))
@@ -164,7 +205,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from segbench.report import write_report
 
     formats = _csv(args.format)
-    out = Path(args.out) if args.out else Path(args.run_dir)
+    bad = [f for f in formats if f not in ("md", "html")]
+    if bad:
+        raise UsageError(f"--format {args.format}: unknown report format(s) {bad}; choose from md, html")
+    if not (Path(args.run_dir) / "summary.csv").is_file():
+        raise UsageError(f"{args.run_dir}: no summary.csv; give a run folder written by 'segbench run'")
+    out = _writable_folder(Path(args.out) if args.out else Path(args.run_dir))
     text = write_report(args.run_dir, out_dir=out, formats=formats, figures=not args.no_figures)  # type: ignore[arg-type]
     if "md" in formats:
         print(text)
@@ -174,11 +220,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from segbench.datasets.base import parse_dataset_spec
     from segbench.datasets.validate import validate_dataset
 
-    name, _ = parse_dataset_spec(args.dataset)
-    report = validate_dataset(args.dataset, data_dir=args.data_dir, options=parse_options(args.dataset_opt, "dataset").get(name))
+    (entry,) = dataset_entries([args.dataset])
+    options = entry.options(dataset_options(args.dataset_opt, [args.dataset]))
+    report = validate_dataset(entry.spec, data_dir=args.data_dir, options=options)
+    for note in report.notes:
+        print(note)
+    for warning in report.warnings:
+        print(f"WARNING: {warning}")
     for problem in report.problems:
         print(problem)
     verdict = "no problems" if report.ok else f"{len(report.problems)} problem(s)"
@@ -186,28 +236,41 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="segbench", description="Compare segmentation methods under one protocol.")
-    sub = parser.add_subparsers(dest="command", required=True)
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``segbench: error: argument --seeds: ...``, exit 2."""
 
-    p = sub.add_parser("run", help="fit and score methods on datasets; write a run folder")
-    p.add_argument("--datasets", default="synthetic", help="comma-separated names, or NAME:PATH (default: synthetic)")
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"segbench: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="segbench", description="Compare segmentation methods under one protocol.")
+    parser.add_argument("--version", action="version", version=f"segbench {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--import", dest="imports", action="append", metavar="MODULE_OR_FILE.py",
+                        help="a module name or .py file that registers your own methods, stages or datasets "
+                             "(repeatable; found from the current folder; dask workers import it too)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("run", parents=[common], help="fit and score methods on datasets; write a run folder")
+    p.add_argument("--datasets", default="synthetic",
+                   help="comma-separated names, NAME:PATH or NAME:LABEL=PATH, e.g. folder:skin=data/skin (default: synthetic)")
     p.add_argument("--methods", default=None, help="comma-separated specs such as otsu,slic+crf (default: every method, plus slic+crf and deeplab+crf)")
-    p.add_argument("--seeds", default="0", help="comma-separated method seeds (default: 0)")
+    p.add_argument("--seeds", default=[0], type=csv_of(int), help="comma-separated method seeds (default: 0)")
     p.add_argument("--data-dir", default=None, help="folder holding the datasets (default: $SEGBENCH_DATA_DIR)")
     p.add_argument("--split-file", default=None, help="CSV with columns image_id,split that overrides the split")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split, shared by all methods")
-    p.add_argument("--split", default="0.6,0.2,0.2", help="train,val,test fractions (default: 0.6,0.2,0.2)")
-    p.add_argument("--size", default=None,
+    p.add_argument("--split", default=[0.6, 0.2, 0.2], type=csv_of(float, count=3), help="train,val,test fractions (default: 0.6,0.2,0.2)")
+    p.add_argument("--size", default=None, type=_size,
                    help="working resolution of every method and stage: longer side (256) or WxH (256x192); "
                         "default: the dataset's protocol size (else each method's own)")
     p.add_argument("--folds", type=int, default=None,
                    help="K-fold cross-validation (stratified, seeded by --split-seed): every image tested once")
-    p.add_argument("--train-fraction", default="1.0",
+    p.add_argument("--train-fraction", default=[1.0], type=csv_of(float),
                    help="comma-separated fractions of the training part, each a cell of the grid (nested subsets)")
-    p.add_argument("--corruptions", default=None,
+    p.add_argument("--corruptions", default=[], type=csv_of(str),
                    help="comma-separated test-image corruptions each cell is also scored on, e.g. gaussian_noise,jpeg")
-    p.add_argument("--severities", default="1,3,5", help="corruption severities 1..5 (default: 1,3,5)")
+    p.add_argument("--severities", default=[1, 3, 5], type=csv_of(int), help="corruption severities 1..5 (default: 1,3,5)")
     p.add_argument("--no-share-bases", action="store_true",
                    help="every pipeline fits its own base (default: pipelines on one base share its fit)")
     p.add_argument("--save-predictions", action="store_true", help="write each predicted label map as a PNG")
@@ -222,8 +285,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boundary-tolerance", default="0.75%",
                    help="boundary F1 matching distance: pixels (3) or percent of the image diagonal (default: 0.75%%)")
     p.add_argument("--out", default=None, help="run folder (default: results/run-<timestamp>); re-use it to resume")
-    p.add_argument("--import", dest="imports", action="append", metavar="MODULE",
-                   help="import a module that registers your own methods or datasets (repeatable; dask workers too)")
     p.add_argument("--executor", choices=["local", "dask"], default="local", help="where cells run (default: local)")
     p.add_argument("--scheduler", default=None, help="dask: address of a running scheduler, e.g. tcp://host:8786")
     p.add_argument("--workers", type=int, default=None, help="dask: LocalCluster worker processes")
@@ -232,10 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("list", help="registered methods, stages and datasets")
+    p = sub.add_parser("list", parents=[common], help="registered methods, stages and datasets")
     p.set_defaults(func=_cmd_list)
 
-    p = sub.add_parser("latency", help="inference latency of methods at given input sizes (no full run)")
+    p = sub.add_parser("latency", parents=[common], help="inference latency of methods at given input sizes (no full run)")
     p.add_argument("--methods", default=None, help="comma-separated specs (default: every method)")
     p.add_argument("--sizes", default="256x256,512x512", help="comma-separated WIDTHxHEIGHT input sizes")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (deep methods; classical ones run on the CPU)")
@@ -247,14 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="folder for latency.csv (default: results/latency-<timestamp>)")
     p.set_defaults(func=_cmd_latency)
 
-    p = sub.add_parser("report", help="HTML and markdown report with figures, from a run folder's tables")
+    p = sub.add_parser("report", parents=[common], help="HTML and markdown report with figures, from a run folder's tables")
     p.add_argument("run_dir")
     p.add_argument("--format", default="html,md", help="comma-separated report formats: html, md (default: both)")
     p.add_argument("--out", default=None, help="report folder (default: the run folder)")
     p.add_argument("--no-figures", action="store_true", help="tables only (figures are PNG and SVG under figures/)")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("validate", help="check every image and mask of a dataset; exit 1 if anything is wrong")
+    p = sub.add_parser("validate", parents=[common], help="check every image and mask of a dataset; exit 1 if anything is wrong")
     p.add_argument("dataset", help="NAME or NAME:PATH, as for run --datasets")
     p.add_argument("--data-dir", default=None, help="folder holding the datasets (default: $SEGBENCH_DATA_DIR)")
     p.add_argument("--dataset-opt", action="append", metavar="DATASET.KEY=VALUE", help="dataset option (repeatable)")
@@ -263,12 +324,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a flag argparse refused (its one line is printed)
+        return int(exc.code or 0)
+    args.argv = argv
+    try:
+        import_modules(args.imports or [])
         return args.func(args)
-    except (UnknownNameError, DataError, ValueError, TypeError, FileNotFoundError, ModuleNotFoundError) as exc:
+    except USER_ERRORS as exc:
         print(f"segbench: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outside a run (which says how many cells finished)
+        print("\ninterrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

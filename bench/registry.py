@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Generic, TypeVar
 
-__all__ = ["Registry", "UnknownNameError"]
+__all__ = ["Registry", "UnknownNameError", "ImportFailed", "import_modules"]
 
 T = TypeVar("T")
 
@@ -16,6 +20,44 @@ class UnknownNameError(KeyError):
 
     def __str__(self) -> str:  # KeyError would wrap the message in quotes
         return str(self.args[0])
+
+
+class ImportFailed(ImportError):
+    """A module given to ``--import`` cannot be found or loaded; the message names it and the fix."""
+
+
+def import_modules(items: Iterable[str]) -> None:
+    """Import the modules that register a user's own methods, stages and datasets (``--import``).
+
+    Each item is a module name (``mymethods``, ``pkg.methods``), looked up from the current folder first as
+    Python does for a script, or a path to a ``.py`` file. Importing the same one twice does nothing.
+
+    Raises:
+        ImportFailed: a module that does not exist (errors raised inside the module keep their traceback).
+    """
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    for item in items:
+        if item.endswith(".py"):
+            path = Path(item).expanduser().resolve()
+            if not path.is_file():
+                raise ImportFailed(f"--import {item}: no such file; give a .py file or a module name")
+            name = path.stem
+            if getattr(sys.modules.get(name), "__file__", None) == str(path):
+                continue
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+            sys.modules[name] = module
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+            continue
+        try:
+            importlib.import_module(item)
+        except ModuleNotFoundError as exc:
+            if exc.name != item and not item.startswith(f"{exc.name}."):
+                raise  # the module exists but imports something missing: a bug or dependency to show in full
+            raise ImportFailed(f"--import {item}: no module {exc.name!r} here ({cwd}) or on the Python path; "
+                               "give the module name from the folder holding it, or the path to its .py file") from None
 
 
 class Registry(Generic[T]):

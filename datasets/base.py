@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
+from segbench.datasets.io import DataError
 from segbench.registry import Registry
 
-__all__ = ["Sample", "SegmentationDataset", "DATASETS", "SampleList", "IGNORE_INDEX", "build_dataset", "parse_dataset_spec"]
+__all__ = [
+    "Sample",
+    "SegmentationDataset",
+    "DATASETS",
+    "SampleList",
+    "IGNORE_INDEX",
+    "DatasetEntry",
+    "build_dataset",
+    "dataset_entries",
+    "parse_dataset_spec",
+]
 
 #: Label value that marks pixels excluded from training and metrics (void, outside the field of view).
 IGNORE_INDEX = 255
@@ -88,6 +102,10 @@ class SegmentationDataset(abc.ABC):
         """The dataset's own train/val/test split, if it ships one (CamVid does); else None."""
         return None
 
+    def describe_masks(self) -> str:
+        """One line on how mask values become classes, where the dataset decides it from the files ("" if fixed)."""
+        return ""
+
     def config(self) -> dict[str, object]:
         """Settings that identify this dataset instance in records (root folder, size, seed...)."""
         return {}
@@ -149,13 +167,68 @@ def parse_dataset_spec(spec: str) -> tuple[str, str | None]:
     return name.strip(), (path or None)
 
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+#: Dataset kinds that take any folder: named after the folder, since several can share one run.
+_GENERIC_KINDS = ("folder",)
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One dataset of a run: its registered kind, its distinct name in the run, and its resolved spec.
+
+    Attributes:
+        kind: The registered dataset name (``folder``, ``ph2``).
+        name: Unique in the run; names the split file, the report section and the rows of every table.
+        spec: ``kind`` or ``kind:/absolute/path``: the same folder spelled ``x``, ``./x`` or ``/abs/x/`` gives
+            one spec, so one cell key.
+    """
+
+    kind: str
+    name: str
+    spec: str
+
+    def options(self, by_name: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """This dataset's options: those given for its kind, then those given for its own name."""
+        return {**by_name.get(self.kind, {}), **(by_name.get(self.name, {}) if self.name != self.kind else {})}
+
+
+def dataset_entries(specs: Sequence[str]) -> list[DatasetEntry]:
+    """``--datasets`` items -> entries with distinct names and resolved paths.
+
+    An item is ``NAME``, ``KIND:PATH`` or ``KIND:NAME=PATH``. Without ``NAME=``, a ``folder`` dataset is named
+    after its folder and any other after its kind; repeated names get ``-2``, ``-3``...
+
+    Raises:
+        UnknownNameError: an unknown kind (the message lists the known ones).
+        DataError: one folder listed twice.
+    """
+    entries: list[DatasetEntry] = []
+    for item in specs:
+        kind, path = parse_dataset_spec(item)
+        name = None
+        if path and "=" in path and _NAME.fullmatch(path.partition("=")[0]):
+            name, _, path = path.partition("=")
+        resolved = str(Path(os.path.expanduser(path)).resolve()) if path else None
+        spec = f"{kind}:{resolved}" if resolved else kind
+        if any(e.spec == spec for e in entries):
+            raise DataError(f"--datasets lists {item!r} twice (as {spec}); list each dataset once")
+        if name is None:
+            base = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(resolved).name).strip("_") if resolved and kind in _GENERIC_KINDS else ""
+            name = base or kind
+        taken = {e.name for e in entries}
+        unique, n = name, 1
+        while unique in taken:
+            n += 1
+            unique = f"{name}-{n}"
+        entries.append(DatasetEntry(kind, unique, spec))
+    return entries
+
+
 def build_dataset(spec: str, *, data_dir: str | None = None, options: dict | None = None) -> SegmentationDataset:
     """Build a dataset from ``name`` or ``name:path``.
 
     The folder is, in order: the path in the spec, ``data_dir``, the environment variable ``SEGBENCH_DATA_DIR``.
     """
-    import os
-
     name, path = parse_dataset_spec(spec)
     root = path or data_dir or os.environ.get("SEGBENCH_DATA_DIR") or None
     return DATASETS.get(name)(root, **(options or {}))

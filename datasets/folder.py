@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
 
 from segbench.datasets.base import DATASETS, IGNORE_INDEX, Sample, SegmentationDataset
 from segbench.datasets.io import IMAGE_SUFFIXES, DataError, index_images, read_image, read_mask, read_raw_mask
+from segbench.datasets.masks import MASK_MODES, MaskRule, decide_rule
 
 __all__ = ["ColourMap", "ImageFolder"]
 
@@ -136,14 +139,12 @@ class ColourMap:
 class ImageFolder(SegmentationDataset):
     """Images in ``<root>/images/`` and masks in ``<root>/masks/``, paired by file stem.
 
-    Masks are one of:
-
-    - binary: values 0 and 255, or 0 and 1 (foreground = class 1);
-    - labels: class indices ``0..C-1`` as grey values or palette indices (PNG mode ``P``), 255 = ignore;
-    - colours: RGB masks turned into classes by a colour map file (see ``ColourMap``).
-
-    ``mask_mode="auto"`` takes binary when every mask holds only 0/1 or only 0/255 values (the
-    ``ignore_value`` aside), else labels; a colour map, when there is one, decides instead.
+    Masks are read by one rule per dataset, ``mask_mode`` (``segbench.datasets.masks`` has the details):
+    ``binary`` (0 and one foreground value: 1, 255 or 65535), ``labels`` (class indices, 255 = ignore),
+    ``palette`` (palette PNGs, the index is the class), ``colours`` (RGB masks and a colour map file, see
+    ``ColourMap``), or ``auto``, decided once from the whole dataset (``mask_rule.describe()`` says how). A mask
+    whose values do not fit the rule is refused, naming its file and the values. The class count comes from
+    ``class_names``, ``num_classes`` or the colour map, never from the largest mask value.
 
     Pixels are left out of training and metrics where the mask holds ``ignore_value`` (set to
     ``ignore_index``), where a colour maps to ``ignore``, where ``<root>/ignore/<stem>.png`` is nonzero, and
@@ -153,9 +154,11 @@ class ImageFolder(SegmentationDataset):
     Args:
         root: The folder holding ``images/`` and ``masks/``.
         class_names: Names of the classes in index order; default: ``background, foreground`` for binary masks,
-            else ``class_0 .. class_{C-1}`` with C from ``num_classes`` or the largest label found.
+            else ``class_0 .. class_{C-1}`` with C from ``num_classes`` (labels and palette masks need one of them).
         num_classes: Number of classes when names are not given.
-        mask_mode: ``"auto"``, ``"binary"`` or ``"labels"``.
+        mask_mode: ``"auto"``, ``"binary"``, ``"labels"``, ``"palette"`` or ``"colours"``.
+        binary_threshold: Binary masks only: values at or above it are foreground (e.g. 128 for masks saved as
+            JPEG); None: a binary mask must hold exactly 0 and the dataset's foreground value.
         colors: Colour map file (absolute or relative to ``root``); ``"auto"``: ``<root>/colors.csv`` if it
             exists; None: no colour map.
         ignore_value: A mask value that marks pixels to ignore (e.g. 128 in a 0/128/255 mask); None: only
@@ -175,7 +178,8 @@ class ImageFolder(SegmentationDataset):
         *,
         class_names: Sequence[str] | None = None,
         num_classes: int | None = None,
-        mask_mode: Literal["auto", "binary", "labels"] = "auto",
+        mask_mode: Literal["auto", "binary", "labels", "palette", "colours"] = "auto",
+        binary_threshold: int | None = None,
         colors: str | Path | None = _AUTO,
         ignore_value: int | None = None,
         ignore_dir: str | Path | None = _AUTO,
@@ -184,8 +188,8 @@ class ImageFolder(SegmentationDataset):
     ) -> None:
         if root is None:
             raise DataError(f"{self.name}: no folder given; use --datasets {self.name}:/path/to/root or --data-dir")
-        if mask_mode not in ("auto", "binary", "labels"):
-            raise ValueError(f"{self.name}: mask_mode {mask_mode!r} is not one of auto, binary, labels")
+        if mask_mode not in MASK_MODES:
+            raise ValueError(f"{self.name}: mask_mode {mask_mode!r} is not one of {', '.join(MASK_MODES)}")
         is_int = isinstance(ignore_value, (int, np.integer)) and not isinstance(ignore_value, bool)
         if ignore_value is not None and (not is_int or ignore_value < 0):
             raise ValueError(
@@ -212,6 +216,10 @@ class ImageFolder(SegmentationDataset):
         self._masks = {k: self._masks[k] for k in self._images}
         colour_file = self._optional(colors, "colors.csv", is_file=True)
         self._colours = ColourMap.read(colour_file, ignore_index=self.ignore_index) if colour_file else None
+        if mask_mode == "colours" and self._colours is None:
+            raise DataError(f"{self.root}: mask_mode=colours needs a colour map; add {self.root / 'colors.csv'} or set colors=FILE")
+        if self._colours is not None and mask_mode not in ("auto", "colours"):
+            raise ValueError(f"{self.name}: mask_mode={mask_mode} but {colour_file} maps colours to classes; drop one")
         if self._colours is not None and (class_names is not None or num_classes is not None):
             raise ValueError(
                 f"{self.name}: class names come from {colour_file}; drop class_names/num_classes or the colour map"
@@ -219,6 +227,7 @@ class ImageFolder(SegmentationDataset):
         self._class_names = tuple(class_names) if class_names is not None else None
         self._num_classes = num_classes
         self._mode = mask_mode
+        self._threshold = binary_threshold
         self._ignore_value = None if ignore_value is None else int(ignore_value)
         self._settings = {
             "colors": str(colour_file) if colour_file else None,
@@ -254,25 +263,41 @@ class ImageFolder(SegmentationDataset):
 
     # -- classes ----------------------------------------------------------------------------------------
 
-    def _scan(self) -> list[np.ndarray]:
-        """Unique values of every readable mask (unreadable ones fail on their own when loaded)."""
-        values = []
-        for path in self._masks.values():
+    def _scan(self) -> tuple[dict[Path, np.ndarray], dict[Path, bool]]:
+        """Each readable mask's unique values and whether it is a palette PNG (unreadable ones fail on their
+        own when loaded). Decoded masks are cached, so the later loads are cheap."""
+        values, palette = {}, {}
+        paths = list(self._masks.values())
+        for path in tqdm(paths, desc=f"{self.name}: reading masks", leave=False, disable=len(paths) < 500 or None):
             try:
-                values.append(np.unique(read_mask(path)))
+                values[path] = np.unique(read_mask(path))
             except DataError:
                 continue
-        return values
+            with Image.open(path) as img:  # the header only
+                palette[path] = img.mode == "P"
+        return values, palette
 
     @cached_property
-    def _binary(self) -> bool:
-        if self._colours is not None or self._mode != "auto":
-            return self._mode == "binary" and self._colours is None
-        for uniq in self._scan():
-            values = set(uniq.tolist()) - {self._ignore_value}
-            if not (values <= {0, 255} or values <= {0, 1}):
-                return False
-        return True
+    def mask_rule(self) -> MaskRule | None:
+        """How mask values become classes, decided once (None: a colour map decides)."""
+        if self._colours is not None:
+            return None
+        names = self._class_names
+        num_classes = len(names) if names is not None else self._num_classes
+        needs_scan = self._threshold is None and (self._mode in ("auto", "binary", "palette"))
+        values, palette = self._scan() if needs_scan else ({}, None)
+        try:
+            return decide_rule(self._mode, values, num_classes=num_classes, palette=palette,
+                               binary_threshold=self._threshold, ignore_value=self._ignore_value,
+                               ignore_index=self.ignore_index)
+        except DataError as exc:
+            raise DataError(f"{self.root / 'masks'}: {exc}") from None
+
+    def describe_masks(self) -> str:
+        """One line: how this dataset's masks are read, and why (what ``auto`` decided)."""
+        if self._colours is not None:
+            return f"masks read as colours by {self._colours.path}"
+        return self.mask_rule.describe()
 
     @cached_property
     def class_names(self) -> tuple[str, ...]:  # type: ignore[override]
@@ -282,45 +307,24 @@ class ImageFolder(SegmentationDataset):
             return self._class_names
         if self._num_classes is not None:
             return tuple(f"class_{i}" for i in range(self._num_classes))
-        if self._binary:
-            return ("background", "foreground")
-        skip = {self.ignore_index, self._ignore_value}
-        top = max((int(v) for u in self._scan() for v in u if int(v) not in skip), default=1)
-        return tuple(f"class_{i}" for i in range(max(top, 1) + 1))
+        self.mask_rule  # decides the rule now; without names only a binary rule is possible, else this raises
+        return ("background", "foreground")
 
     def config(self) -> dict[str, object]:
-        return {"root": str(self.root), "mask_mode": self._mode, "class_names": list(self.class_names), **self._settings}
+        mode = "colours" if self.mask_rule is None else self.mask_rule.mode
+        return {"root": str(self.root), "mask_mode": mode, "class_names": list(self.class_names),
+                **({"binary_threshold": self._threshold} if self._threshold is not None else {}), **self._settings}
 
     # -- loading ----------------------------------------------------------------------------------------
 
     def ids(self) -> list[str]:
         return list(self._images)
 
-    def _binary_labels(self, mask: np.ndarray) -> np.ndarray:
-        """Binary mask values -> 0/1 (anything nonzero is foreground)."""
-        return (mask > 0).astype(np.uint8)
-
     def load_mask(self, sample_id: str) -> np.ndarray:
         path = self._masks[sample_id]
         if self._colours is not None:
             return self._colours.apply(read_raw_mask(path), path)
-        mask = read_mask(path)
-        void = mask == self._ignore_value if self._ignore_value is not None else None
-        if self._binary:
-            labels = self._binary_labels(mask if void is None else np.where(void, 0, mask))
-        else:
-            values = np.unique(mask if void is None else mask[~void])
-            bad = np.setdiff1d(values, [*range(self.num_classes), self.ignore_index])
-            if bad.size:
-                raise DataError(
-                    f"{path}: mask values {bad.tolist()[:10]} are not classes 0..{self.num_classes - 1} nor ignore "
-                    f"({self.ignore_index}); relabel them, give class_names for every class, or set ignore_value"
-                )
-            # Every value left is a class or ignore_index; void pixels are overwritten below, whatever they held.
-            labels = mask.astype(np.uint8 if self.num_classes <= 255 else np.int32)
-        if void is not None:
-            labels[void] = self.ignore_index
-        return labels
+        return self.mask_rule.apply(read_mask(path), path)
 
     def _ignore(self, sample_id: str, shape: tuple[int, int]) -> np.ndarray | None:
         out = None

@@ -20,6 +20,7 @@ from PIL import Image
 
 from segbench.datasets import build_dataset
 from segbench.measure.boundary import boundary_scores
+from segbench.run.records import image_id_from_stem
 
 
 def main() -> None:
@@ -34,7 +35,7 @@ def main() -> None:
     for folder in sorted((args.run / "predictions" / args.dataset).iterdir()):
         scores = []
         for png in sorted(folder.glob("*/*.png")):  # every seed
-            sample = ds[png.stem]
+            sample = ds[image_id_from_stem(png.stem)]
             pred = np.asarray(Image.open(png))
             bf1 = boundary_scores(sample.mask, pred, ds.num_classes, tolerance=f"{100 * args.tolerance}%",
                                   ignore_index=ds.ignore_index, ignore_mask=sample.ignore)["bf1"][1]

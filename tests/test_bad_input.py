@@ -40,7 +40,7 @@ def _values_outside(root: Path, name: str) -> str:
     mask = np.asarray(Image.open(root / "masks" / f"{name}.png")).copy()
     mask[0, :5] = 7
     Image.fromarray(mask).save(root / "masks" / f"{name}.png")
-    return rf"masks/{name}\.png: mask values \[7\] are not classes 0\.\.1.*relabel"
+    return rf"masks/{name}\.png: unexpected mask value\(s\) \[7\].*labels 0\.\.1.*relabel"
 
 
 def _duplicate_stem(root: Path, name: str) -> str:
@@ -91,7 +91,7 @@ def test_validate_reports_every_problem_at_once(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert code == 1
     # 8 images less the one without a mask and the ambiguous duplicate.
-    assert lines[-1] == "folder: 6 image(s) checked, 6 problem(s)"
+    assert lines[-1] == "data: 6 image(s) checked, 6 problem(s)"  # named after its folder, as in a run
     for pattern in patterns:
         assert sum(bool(re.search(pattern, line)) for line in lines[:-1]) == 1, (pattern, lines)
 
@@ -99,7 +99,11 @@ def test_validate_reports_every_problem_at_once(tmp_path, capsys):
 def test_validate_clean_dataset_exits_zero(tmp_path, capsys):
     root = write_camvid_dataset(tmp_path)
     assert main(["validate", "camvid", "--data-dir", str(root)]) == 0
-    assert capsys.readouterr().out.strip() == "camvid: 6 image(s) checked, no problems"
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == "camvid: 6 image(s) checked, no problems"
+    # The small fixture draws no pole and no tree: a warning, not a problem.
+    assert [line.split("'")[1] for line in lines[:-1]] == ["Pole", "Tree"]
+    assert all(line.startswith("WARNING: camvid: class") and "no pixel in any mask" in line for line in lines[:-1])
     assert main(["validate", "nope"]) == 2
     assert "known datasets" in capsys.readouterr().err
 

@@ -4,6 +4,7 @@ colour maps and ignore regions; the documented image conversions."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from PIL import Image
 from sklearn.metrics import jaccard_score
 
 from helpers import (
+    DATA_DIR,
     assert_beats_chance,
     best_constant_score,
     blob_pair,
@@ -298,3 +300,15 @@ def test_real_isbi():
     s = ds["0"]
     assert s.image.shape == (512, 512, 3) and (s.image[..., 0] == s.image[..., 1]).all()
     assert 0.6 < s.mask.mean() < 0.9  # cell interior is about 78% of pixels
+
+
+@requires_data("drive", "fov")
+def test_real_drive_reads_as_binary_with_its_field_of_view():
+    root = Path(DATA_DIR) / "drive"
+    ds = build_dataset(f"folder:{root}")
+    assert len(ds) == 20 and ds.class_names == ("background", "foreground")
+    assert ds.describe_masks() == "masks read as binary: values 0/255; auto: all 20 masks hold only 0/255"
+    for sample_id in ds.ids()[:3]:  # against the files read independently: 255 = vessel, fov 0 = not scored
+        s = ds[sample_id]
+        np.testing.assert_array_equal(s.mask, np.asarray(Image.open(root / "masks" / f"{sample_id}.png")) == 255)
+        np.testing.assert_array_equal(s.ignore, np.asarray(Image.open(root / "fov" / f"{sample_id}.png")) == 0)

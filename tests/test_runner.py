@@ -13,10 +13,12 @@ from sklearn.metrics import accuracy_score, f1_score, jaccard_score, precision_s
 
 from helpers import write_folder_dataset
 from segbench.cli import main
+from segbench.datasets import DataError
 from segbench.datasets.base import IGNORE_INDEX
 from segbench.methods import METHODS, Method, labels_to_proba
 from segbench.report import write_report
 from segbench.run.runner import RunConfig, load_tables, run
+from segbench.run.records import prediction_path
 
 TINY = {"synthetic": {"num_images": 10, "size": (48, 40)}, "synthetic-multiclass": {"num_images": 10, "size": (48, 40)}}
 
@@ -90,14 +92,14 @@ def test_tables_match_saved_predictions(tmp_path):
     assert len(summary) == 2 and set(summary["status"]) == {"ok"}
     for column in ["train_s", "latency_ms_p50", "latency_ms_p95", "dataset_dice_foreground", "per_image_iou_foreground", "device"]:
         assert summary[column].notna().all(), column
-    split = pd.read_csv(config.out / "splits" / "folder.csv")
+    split = pd.read_csv(config.out / "splits" / "data.csv")  # a folder dataset is named after its folder
     test_ids = sorted(split.loc[split["split"] == "test", "image_id"])
     # Recompute every score from the saved label maps with scikit-learn: the tables must agree.
     for method, rows in per_image.groupby("method"):
         assert sorted(rows["image_id"]) == test_ids
         truths, preds = [], []
         for _, row in rows.iterrows():
-            pred = np.asarray(Image.open(config.out / "predictions" / "folder" / method / "0" / f"{row['image_id']}.png"))
+            pred = np.asarray(Image.open(prediction_path(config.out, "data", method, 0, row["image_id"])))
             truth = (np.asarray(Image.open(folder / "masks" / f"{row['image_id']}.png")) > 0).astype(np.uint8)
             assert pred.shape == truth.shape
             if truth.any() or pred.any():
@@ -160,9 +162,10 @@ def test_cli_run_list_report_and_errors(tmp_path, capsys):
     assert "no summary.csv" in capsys.readouterr().err
 
 
-def test_missing_data_folder_fails_its_cells_with_a_clear_error(tmp_path):
-    result = run(_config(tmp_path, datasets=["ph2"], data_dir=str(tmp_path / "nowhere")), progress=False)
-    assert len(result.failures) == 1 and "PH2 Dataset images" in result.failures[0]["error"]
+def test_missing_data_folder_stops_the_run_before_any_cell(tmp_path):
+    with pytest.raises(DataError, match=r"1 problem\(s\) in the data, nothing was run.*\n  ph2: .*PH2 Dataset images"):
+        run(_config(tmp_path, datasets=["ph2"], data_dir=str(tmp_path / "nowhere")), progress=False)
+    assert not (tmp_path / "run" / "cells").exists()
 
 
 def test_ignore_pixels_do_not_count(tmp_path):

@@ -31,7 +31,7 @@ from segbench.datasets import build_dataset
 from segbench.datasets.base import parse_dataset_spec
 from segbench.measure.metrics import confusion_matrix, flatten_scores, scores_from_confusion
 from segbench.report.robustness import main_rows
-from segbench.run.records import PREDICTIONS_CELL_FILE, load_tables, prediction_dir, slug
+from segbench.run.records import PREDICTIONS_CELL_FILE, load_tables, prediction_dir, prediction_path, slug
 
 __all__ = ["RunData", "headline_columns", "pool_folds"]
 
@@ -169,7 +169,7 @@ class RunData:
 
     def prediction_path(self, dataset: str, method: str, seed: int, image_id: str) -> Path:
         """Where ``--save-predictions`` wrote a label map."""
-        return prediction_dir(self.run_dir, dataset, method, seed) / f"{slug(image_id)}.png"
+        return prediction_path(self.run_dir, dataset, method, seed, image_id)
 
     def predictions_cell(self, dataset: str, method: str, seed: int) -> str | None:
         """Key of the cell whose saved label maps are in the (dataset, method, seed) folder; None if unrecorded.

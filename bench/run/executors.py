@@ -12,6 +12,8 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal, Protocol, TypeVar
 
+from segbench.registry import import_modules
+
 __all__ = ["Executor", "LocalExecutor", "DaskExecutor", "make_executor"]
 
 Task = TypeVar("Task")
@@ -103,10 +105,7 @@ class DaskExecutor:
 
 
 def _import_all(modules: list[str]) -> None:
-    import importlib
-
-    for module in modules:
-        importlib.import_module(module)
+    import_modules(modules)  # module names found from the worker's current folder, or .py paths
 
 
 def make_executor(kind: Literal["local", "dask"], **options: Any) -> Executor:

@@ -6,12 +6,26 @@ import hashlib
 import json
 import os
 import re
+import string
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote
 
 import pandas as pd
 
-__all__ = ["KEY_COLUMNS", "COLUMN_DEFAULTS", "stable_hash", "PREDICTIONS_CELL_FILE", "prediction_dir", "slug", "write_atomic", "load_tables"]
+__all__ = [
+    "KEY_COLUMNS",
+    "COLUMN_DEFAULTS",
+    "stable_hash",
+    "PREDICTIONS_CELL_FILE",
+    "image_file_stem",
+    "image_id_from_stem",
+    "prediction_dir",
+    "prediction_path",
+    "slug",
+    "write_atomic",
+    "load_tables",
+]
 
 #: The columns that name a cell in every table.
 KEY_COLUMNS = ["dataset", "method", "seed", "fold", "train_fraction"]
@@ -32,6 +46,26 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_")
 
 
+#: Characters an image id keeps as they are in a file name; everything else is escaped.
+_KEPT = frozenset(string.ascii_lowercase + string.digits + "_-")
+
+
+def image_file_stem(image_id: str) -> str:
+    """A reversible, collision-free file stem for an image id.
+
+    Lower-case ASCII letters, digits, ``_`` and ``-`` are kept; every other character (upper case, ``.``,
+    space, accents, CJK, ``%``) becomes ``%XX`` per UTF-8 byte, hex in upper case. So ids that differ only by
+    accents or case get different names, two names never differ only by case (safe on case-insensitive file
+    systems), and no name starts with a dot. ``image_id_from_stem`` inverts it.
+    """
+    return "".join(c if c in _KEPT else "".join(f"%{b:02X}" for b in c.encode()) for c in image_id)
+
+
+def image_id_from_stem(stem: str) -> str:
+    """The image id that ``image_file_stem`` encoded as ``stem``."""
+    return unquote(stem, errors="strict")
+
+
 def prediction_dir(
     run_dir: Path, dataset: str, method: str, seed: int, *, fold: int | None = None, train_fraction: float = 1.0
 ) -> Path:
@@ -43,6 +77,15 @@ def prediction_dir(
     if fold is not None:
         path /= f"fold{fold}"
     return path / f"train{train_fraction:g}" if train_fraction != 1.0 else path
+
+
+def prediction_path(
+    run_dir: Path, dataset: str, method: str, seed: int, image_id: str, *, fold: int | None = None,
+    train_fraction: float = 1.0,
+) -> Path:
+    """The saved label map of one image (its name encoded by ``image_file_stem``)."""
+    folder = prediction_dir(run_dir, dataset, method, seed, fold=fold, train_fraction=train_fraction)
+    return folder / f"{image_file_stem(image_id)}.png"
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:

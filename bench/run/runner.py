@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import io
 import itertools
 import json
@@ -49,10 +48,11 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from segbench.datasets import build_dataset
-from segbench.datasets.base import parse_dataset_spec
+from segbench.datasets import DataError, build_dataset
+from segbench.datasets.base import dataset_entries
 from segbench.datasets.corruptions import corrupt
 from segbench.datasets.splits import dataset_folds, dataset_split, train_subset, write_split_file
+from segbench.datasets.validate import check_masks, missing_classes
 from segbench.datasets.transforms import WorkSize
 from segbench.run.environment import device_name, environment
 from segbench.run.executors import make_executor
@@ -62,7 +62,8 @@ from segbench.measure.latency import MemoryProbe, summarize_ms, timed_call
 from segbench.methods import METHODS, IncompatibleError, Method, build_method, split_spec
 from segbench.methods.tiling import Tiling
 from segbench.measure.metrics import ConfusionMatrix, flatten_scores, scores_from_confusion
-from segbench.run.records import KEY_COLUMNS, PREDICTIONS_CELL_FILE, load_tables, prediction_dir, slug, write_atomic
+from segbench.registry import import_modules
+from segbench.run.records import COLUMN_DEFAULTS, KEY_COLUMNS, PREDICTIONS_CELL_FILE, load_tables, prediction_dir, prediction_path, slug, write_atomic
 from segbench.run.records import stable_hash as _hash
 from segbench.run.shared_bases import fit_cell, share_bases
 
@@ -106,6 +107,8 @@ class RunConfig:
     boundary_tolerance: str = DEFAULT_TOLERANCE
     #: Wall-clock training budget (seconds) of every method whose training loop takes one (``budget_s``).
     budget_s: float | None = None
+    #: The command line that made this run, recorded in each of its cells (the tables' ``command`` column).
+    command: str = ""
 
     def tiling(self) -> Tiling | None:
         """The ``Tiling`` every method of the run predicts with, or None."""
@@ -125,8 +128,7 @@ class RunConfig:
             corrupt(np.zeros((8, 8, 3), np.uint8), name, severity, seed=0)  # unknown names and severities fail here
         if self.budget_s is not None and not self.budget_s > 0:
             raise ValueError(f"budget_s={self.budget_s} must be > 0 seconds (--budget-s)")
-        for spec in self.datasets:
-            parse_dataset_spec(spec)
+        dataset_entries(self.datasets)
         for spec in self.methods:
             split_spec(spec)
         self.tiling()  # bad tile settings fail here, naming the fix
@@ -183,6 +185,8 @@ class CellOutcome:
     predictions: dict[str, bytes] = field(default_factory=dict)
     #: One ``{"summary", "rows", "confusions", "matrix"}`` per corrupted test variant, scored like the clean one.
     variants: list[dict[str, Any]] = field(default_factory=list)
+    #: False for errors that another attempt cannot mend (a bad data file).
+    retry: bool = True
 
     @property
     def status(self) -> str:
@@ -211,7 +215,8 @@ def _with_budget(method_spec: str, options: dict[str, dict[str, Any]], budget_s:
 
 
 def _failed(exc: BaseException, *, trace: str | None = None) -> CellOutcome:
-    return CellOutcome({"status": "failed", "error": f"{type(exc).__name__}: {exc}"}, extra={"traceback": trace or ""})
+    return CellOutcome({"status": "failed", "error": f"{type(exc).__name__}: {exc}"}, extra={"traceback": trace or ""},
+                       retry=not isinstance(exc, DataError))
 
 
 def evaluate_cell(task: CellTask) -> CellOutcome:
@@ -335,8 +340,9 @@ def _image_row(
 class _RunFolder:
     """The driver's side: the only writer of the run folder."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, command: str = "") -> None:
         self.root = root
+        self.command = command
         (root / "cells").mkdir(parents=True, exist_ok=True)
         (root / "splits").mkdir(exist_ok=True)
 
@@ -353,7 +359,9 @@ class _RunFolder:
                                       fold=task.fold if task.n_folds > 1 else None, train_fraction=task.train_fraction)
             pred_dir.mkdir(parents=True, exist_ok=True)
             for sample_id, png in outcome.predictions.items():
-                write_atomic(pred_dir / f"{slug(sample_id)}.png", lambda p, png=png: p.write_bytes(png))
+                path = prediction_path(self.root, task.dataset_name, task.method, task.seed, sample_id,
+                                       fold=task.fold if task.n_folds > 1 else None, train_fraction=task.train_fraction)
+                write_atomic(path, lambda p, png=png: p.write_bytes(png))
             # The folder is per (dataset, method, seed): a later run with other options overwrites it, so
             # record whose label maps these are; the report draws them only for that cell.
             write_atomic(pred_dir / PREDICTIONS_CELL_FILE, lambda p: p.write_text(task.key + "\n"))
@@ -363,7 +371,7 @@ class _RunFolder:
         tmp.mkdir(parents=True)
         ids = {"dataset": task.dataset_name, "method": task.method, "seed": task.seed, "fold": task.fold,
                "train_fraction": task.train_fraction, "corruption": "none", "severity": 0}
-        after = {"n_folds": task.n_folds, "attempts": attempts, "cell": task.key}
+        after = {"n_folds": task.n_folds, "attempts": attempts, "cell": task.key, "command": self.command}
         summary = {**ids, **outcome.summary, **after}
         record = {"summary": summary, "key": task.key, **outcome.extra}
         if outcome.variants:  # corrupted test images: one summary row and confusion matrix each
@@ -389,14 +397,27 @@ class _RunFolder:
         os.replace(tmp, final)
 
     def write_tables(self, keys: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Rebuild summary.csv and per_image.csv from the committed cells, in grid order."""
+        """Rebuild summary.csv and per_image.csv from the committed cells: this command's, in grid order, then
+        every earlier command's cell whose dataset, method and seed this command did not run (the newest
+        such cell of each; the ``command`` column says which command made each row)."""
+        records = {}
+        for path in sorted(self.root.glob("cells/*/cell.json"), key=lambda p: p.stat().st_mtime):
+            records[path.parent.name] = json.loads(path.read_text())
+
+        def grid_key(key: str) -> tuple[Any, ...]:  # the cell's place in the grid (cells of older runs may lack some)
+            s = {**COLUMN_DEFAULTS, **records[key]["summary"]}
+            return s["dataset"], s["method"], int(s["seed"]), int(s["fold"]), float(s["train_fraction"])
+
+        ours = [k for k in keys if k in records]
+        covered = {grid_key(k) for k in ours}
+        older = {}
+        for key in records:  # oldest first, so the newest cell of each place in the grid stays
+            if key not in keys and grid_key(key) not in covered:
+                older[grid_key(key)] = key
         summaries, per_image = [], []
-        for key in keys:
-            path = self.cell_dir(key) / "cell.json"
-            if not path.is_file():
-                continue
-            record = json.loads(path.read_text())
-            summaries += [record["summary"], *(v["summary"] for v in record.get("variants", []))]
+        for key in ours + list(older.values()):
+            summaries += [{"command": "", **records[key]["summary"]},
+                          *({"command": "", **v["summary"]} for v in records[key].get("variants", []))]
             rows_path = self.cell_dir(key) / "per_image.csv"
             if rows_path.stat().st_size > 1:
                 per_image.append(pd.read_csv(rows_path, dtype={"image_id": str}))
@@ -420,14 +441,47 @@ def _splits(config: RunConfig, dataset: Any, folder: _RunFolder, name: str) -> l
     return splits
 
 
+def preflight(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] = print) -> None:
+    """Index every dataset of the run and check every mask, before any cell starts.
+
+    Logs how each dataset's masks are read (what ``mask_mode=auto`` decided) and, loudly, each class that no
+    test mask holds (its scores will be NaN, not a perfect score).
+
+    Raises:
+        DataError: every problem found, in all datasets, listed together (each naming its file).
+    """
+    problems = []
+    for entry in dataset_entries(config.datasets):
+        try:
+            dataset = build_dataset(entry.spec, data_dir=config.data_dir, options=entry.options(config.dataset_options))
+            if dataset.describe_masks():
+                log(f"{entry.name}: {dataset.describe_masks()}")
+            present, bad = check_masks(dataset, progress=progress)
+            if bad:
+                problems += bad
+                continue
+            split = dataset_split(dataset, seed=config.split_seed, fractions=config.split_fractions, split_file=config.split_file)
+        except (DataError, ValueError, TypeError) as exc:  # the dataset itself cannot be built or split
+            problems.append(f"{entry.name}: {exc}")
+            continue
+        eval_split = "test" if split["test"] else "val"
+        for name in missing_classes(dataset, present, split[eval_split]):
+            log(f"WARNING: {entry.name}: class {name!r} has no pixel in any {eval_split} mask; its IoU and Dice there "
+                "are undefined (NaN), not scored; change the split (--split-seed, --split-file) or the class list")
+    if problems:
+        listed = "\n  ".join(problems)
+        raise DataError(f"{len(problems)} problem(s) in the data, nothing was run; fix them (segbench validate "
+                        f"lists them too):\n  {listed}")
+
+
 def _plan(config: RunConfig, folder: _RunFolder) -> tuple[list[CellTask], dict[str, CellOutcome]]:
     """Every cell of the grid, in order, and the outcomes already known on the driver (broken datasets)."""
     tasks, known = [], {}
     variants = tuple((c, s) for c in config.corruptions for s in config.severities)
     n_folds = config.folds or 1
-    for dataset_spec in config.datasets:
-        name = parse_dataset_spec(dataset_spec)[0]
-        options = config.dataset_options.get(name, {})
+    for entry in dataset_entries(config.datasets):
+        name, dataset_spec = entry.name, entry.spec
+        options = entry.options(config.dataset_options)
         try:
             dataset = build_dataset(dataset_spec, data_dir=config.data_dir, options=options)
             splits = _splits(config, dataset, folder, name)
@@ -486,10 +540,10 @@ def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] 
     Failed cells are retried up to ``config.retries`` times (a dead worker counts as a failure); finished
     cells found in the run folder are skipped.
     """
-    for module in config.imports:  # modules that register the user's own methods and datasets
-        importlib.import_module(module)
+    import_modules(config.imports)  # modules that register the user's own methods and datasets
     config.validate()
-    folder = _RunFolder(Path(config.out))
+    preflight(config, progress=progress, log=log)
+    folder = _RunFolder(Path(config.out), command=config.command)
     write_atomic(folder.root / "environment.json", lambda p: p.write_text(json.dumps(environment(config.to_json()), indent=1, default=str)))
     tasks, known = _plan(config, folder)
     keys = [t.key for t in tasks]
@@ -501,9 +555,11 @@ def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] 
     def finish(task: CellTask, outcome: CellOutcome) -> bool:
         """Commit a cell; returns True if it should run again."""
         attempts[task.key] = attempts.get(task.key, 0) + 1
-        if outcome.status == "failed" and attempts[task.key] <= config.retries and task.key not in known:
+        if outcome.status == "failed" and outcome.retry and attempts[task.key] <= config.retries and task.key not in known:
             log(f"retrying {task.dataset_name} / {task.method} / seed {task.seed} after: {outcome.summary['error']}")
             return True
+        if outcome.status == "skipped":
+            log(f"skipped {task.dataset_name} / {task.method} / seed {task.seed}: {outcome.summary['error']}")
         if outcome.status == "failed":
             log(f"FAILED {task.dataset_name} / {task.method} / seed {task.seed}: {outcome.summary['error']}")
         folder.commit(task, outcome, attempts=attempts[task.key])

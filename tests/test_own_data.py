@@ -1,0 +1,379 @@
+"""Your own data, safely (issue 13): every bad input is refused before the run with its file named, or read
+correctly; nothing is silently misread.
+
+``MASK_CASES`` is the table of bad (and good) mask folders: each is checked by the loader, by
+``segbench validate`` and by ``segbench run`` (which must stop in its pre-flight, before any cell).
+``CLI_CASES`` is the table of bad command lines.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from helpers import blob_pair, write_folder_dataset
+from segbench.cli import dataset_options, main, method_options
+from segbench.datasets import DATASETS, DataError
+from segbench.datasets.base import dataset_entries
+from segbench.datasets.validate import validate_dataset
+from segbench.run.records import image_file_stem, image_id_from_stem, prediction_path
+from segbench.run.runner import CellOutcome, RunConfig, run
+
+
+def _masks(root: Path) -> dict[str, np.ndarray]:
+    return {p.stem: np.asarray(Image.open(p)) for p in sorted((root / "masks").iterdir())}
+
+
+def _set_mask(root: Path, stem: str, mask: np.ndarray, *, suffix: str = ".png") -> None:
+    for old in (root / "masks").glob(f"{stem}.*"):
+        old.unlink()
+    Image.fromarray(mask).save(root / "masks" / f"{stem}{suffix}", **({"quality": 75} if suffix == ".jpg" else {}))
+
+
+def stray_128(root: Path) -> None:
+    """A 0/255 folder where one mask has a single pixel of 128."""
+    mask = _masks(root)["img02"].copy()
+    mask[0, 0] = 128
+    _set_mask(root, "img02", mask)
+
+
+def labels_0127(root: Path) -> None:
+    """A 0/255 folder where one mask holds 0/1/2/7."""
+    mask = (_masks(root)["img02"] > 0).astype(np.uint8)
+    mask[:2, :] = 2
+    mask[-1, :] = 7
+    _set_mask(root, "img02", mask)
+
+
+def jpeg_mask(root: Path) -> None:
+    """A 0/255 folder where one mask was saved as JPEG (values smeared around the edges)."""
+    _set_mask(root, "img02", _masks(root)["img02"], suffix=".jpg")
+
+
+def all_16bit(root: Path) -> None:
+    """Every mask 16-bit 0/65535."""
+    for stem, mask in _masks(root).items():
+        _set_mask(root, stem, (mask > 0).astype(np.uint16) * 65535)
+
+
+def labels_16bit(root: Path) -> None:
+    """Every mask 16-bit class indices 0/1/2 (a third class in the top rows)."""
+    for stem, mask in _masks(root).items():
+        labels = (mask > 0).astype(np.uint16)
+        labels[:3] = 2
+        _set_mask(root, stem, labels)
+
+
+def one_16bit_65535(root: Path) -> None:
+    """Label masks 0/1/2, but one 16-bit mask holds 65535 (would have made a 65536-class matrix)."""
+    labels_16bit(root)
+    mask = _masks(root)["img02"].copy()
+    mask[5, 5] = 65535
+    _set_mask(root, "img02", mask)
+
+
+def no_change(root: Path) -> None:
+    """A clean 0/255 folder."""
+
+
+#: id -> (how to spoil a clean 0/255 folder of 6 masks, dataset options, expected outcome).
+#: Expected: ("refused", file stem, regex of the message) or ("read", class names, what image 2's mask becomes).
+MASK_CASES = {
+    "stray-128": (stray_128, {}, ("refused", "img02", r"unexpected mask value\(s\) \[128\].*binary 0/255")),
+    "values-0-1-2-7": (labels_0127, {}, ("refused", "img02", r"unexpected mask value\(s\) \[1, 2, 7\].*binary 0/255")),
+    "jpeg-mask": (jpeg_mask, {}, ("refused", "img02.jpg", r"unexpected mask value\(s\) \[\d+, .*binary_threshold=128")),
+    "jpeg-mask-thresholded": (jpeg_mask, {"binary_threshold": "128"}, ("read", ("background", "foreground"), "threshold")),
+    "16-bit-binary": (all_16bit, {}, ("read", ("background", "foreground"), "binary")),
+    "16-bit-binary-as-labels": (all_16bit, {"class_names": "bg,fg"}, ("read", ("bg", "fg"), "binary")),
+    "16-bit-labels-unnamed": (labels_16bit, {}, ("refused", "masks", r"not binary .*give class_names")),
+    "16-bit-labels-named": (labels_16bit, {"class_names": "bg,blob,top"}, ("read", ("bg", "blob", "top"), "labels")),
+    "16-bit-65535-in-labels": (one_16bit_65535, {"num_classes": "3"},
+                               ("refused", "img02", r"unexpected mask value\(s\) \[65535\].*labels 0\.\.2")),
+    "labels-mode-without-names": (no_change, {"mask_mode": "labels"}, ("refused", "masks", r"mask_mode=labels needs the classes")),
+    "clean-0-255": (no_change, {}, ("read", ("background", "foreground"), "binary")),
+}
+
+
+def _expected_mask(kind: str, raw: np.ndarray) -> np.ndarray:
+    if kind == "threshold":
+        return (raw >= 128).astype(np.uint8)
+    if kind == "binary":
+        return (raw > 0).astype(np.uint8)
+    return raw.astype(np.uint8)
+
+
+@pytest.mark.parametrize("case", sorted(MASK_CASES))
+def test_mask_table(tmp_path, case, capsys):
+    spoil, raw_options, (outcome, *expected) = MASK_CASES[case]
+    root = write_folder_dataset(tmp_path / "mine", n=6)
+    spoil(root)
+    options = dataset_options([f"folder.{k}={v}" for k, v in raw_options.items()], [f"folder:{root}"]).get("folder", {})
+    report = validate_dataset(f"folder:{root}", options=options)
+    argv = ["run", "--datasets", f"folder:{root}", "--methods", "otsu", "--out", str(tmp_path / "run"), "--no-progress",
+            *[a for k, v in raw_options.items() for a in ("--dataset-opt", f"folder.{k}={v}")]]
+    if outcome == "refused":
+        stem, pattern = expected
+        assert len(report.problems) == 1 and re.search(rf"{re.escape(stem)}.*{pattern}", report.problems[0]), report.problems
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert re.search(rf"{re.escape(stem)}.*{pattern}", err) and "nothing was run" in err, err
+        assert not (tmp_path / "run" / "cells").exists() or not any((tmp_path / "run" / "cells").iterdir())
+    else:
+        class_names, kind = expected
+        assert report.ok, report.problems
+        ds = DATASETS.get("folder")(root, **options)
+        assert ds.class_names == class_names
+        raw = np.asarray(Image.open(next((root / "masks").glob("img02.*"))))
+        np.testing.assert_array_equal(ds.load_mask("img02"), _expected_mask(kind, raw))
+
+
+def test_auto_says_what_it_decided(tmp_path, capsys):
+    root = write_folder_dataset(tmp_path / "mine", n=6)
+    stray_128(root)
+    ds = DATASETS.get("folder")(root)
+    assert ds.describe_masks() == "masks read as binary: values 0/255; auto: 5 of 6 masks hold only 0/255"
+    assert main(["validate", f"folder:{root}"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "mine: masks read as binary: values 0/255; auto: 5 of 6 masks hold only 0/255"
+    assert "img02.png: unexpected mask value(s) [128]" in out[1] and out[-1] == "mine: 6 image(s) checked, 1 problem(s)"
+
+
+def test_a_class_no_test_mask_holds_is_a_loud_warning(tmp_path, capsys):
+    root = write_folder_dataset(tmp_path / "mine", n=6)
+    for stem, mask in _masks(root).items():
+        _set_mask(root, stem, np.zeros_like(mask))  # no foreground anywhere
+    code = main(["run", "--datasets", f"folder:{root}", "--methods", "otsu", "--out", str(tmp_path / "run"), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "WARNING: mine: class 'foreground' has no pixel in any test mask; its IoU and Dice there are undefined (NaN)" in out
+    summary = pd.read_csv(tmp_path / "run" / "summary.csv")
+    # Otsu still marks some pixels foreground: all false positives, so Dice 0, never a perfect 1.0.
+    assert summary.loc[0, "dataset_dice_foreground"] == 0.0
+
+
+# -- prediction file names ----------------------------------------------------------------------------------
+
+IDS = ["lésion 1", "lèsion 1", "病变", "图像", "Case", "case", ".hidden", "a b", "a%20b", "a_b", "100%", "x.png"]
+
+
+def test_prediction_names_are_reversible_and_collision_free():
+    stems = [image_file_stem(i) for i in IDS]
+    assert [image_id_from_stem(s) for s in stems] == IDS
+    assert len({s.casefold() for s in stems}) == len(IDS)  # distinct on a case-insensitive file system too
+    assert not any(s.startswith(".") or "/" in s or " " in s for s in stems)
+    assert image_file_stem("img_01-a") == "img_01-a"  # plain ids stay readable
+
+
+def test_saved_predictions_of_look_alike_ids_do_not_collide(tmp_path):
+    root = tmp_path / "ids"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    truths = {}
+    for sample_id in ["lésion 1", "lèsion 1", "病变", "图像", "Blob", "blob", "train"]:
+        image, mask = blob_pair(rng)
+        Image.fromarray(image).save(root / "images" / f"{sample_id}.png")
+        Image.fromarray(mask * 255).save(root / "masks" / f"{sample_id}.png")
+        truths[sample_id] = mask
+    del truths["train"]
+    split = tmp_path / "split.csv"
+    split.write_text("image_id,split\ntrain,train\n" + "".join(f"{i},test\n" for i in truths))
+    config = RunConfig(out=tmp_path / "run", datasets=[f"folder:{root}"], methods=["otsu"],
+                       save_predictions=True, split_file=str(split))
+    run(config, progress=False, log=lambda _: None)
+    files = sorted((tmp_path / "run" / "predictions" / "ids" / "otsu" / "0").glob("*.png"))
+    assert len(files) == 6 and not any(f.name.startswith(".") for f in files)
+    for sample_id in truths:  # each file is that image's own prediction: Otsu finds the dark disc
+        pred = np.asarray(Image.open(prediction_path(tmp_path / "run", "ids", "otsu", 0, sample_id)))
+        assert (pred == truths[sample_id]).mean() > 0.9
+
+
+# -- datasets of one run ------------------------------------------------------------------------------------
+
+
+def test_datasets_get_distinct_names_and_resolved_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    a, b = tmp_path / "one" / "data", tmp_path / "two" / "data"
+    entries = dataset_entries(["folder:one/data", "folder:two/data", "folder:skin=./two/../one", "synthetic"])
+    assert [e.name for e in entries] == ["data", "data-2", "skin", "synthetic"]
+    assert [e.spec for e in entries] == [f"folder:{a}", f"folder:{b}", f"folder:{tmp_path / 'one'}", "synthetic"]
+    with pytest.raises(DataError, match="lists 'folder:./one/data/' twice"):
+        dataset_entries(["folder:one/data", "folder:./one/data/"])
+
+
+def test_two_folder_datasets_keep_their_own_splits_and_rows(tmp_path, monkeypatch):
+    first = write_folder_dataset(tmp_path / "a" / "data", n=6, seed=1)
+    second = write_folder_dataset(tmp_path / "b" / "data", n=8, seed=2)
+    out = tmp_path / "run"
+    assert main(["run", "--datasets", f"folder:{first},folder:mine={second}", "--methods", "otsu", "--out", str(out), "--no-progress"]) == 0
+    assert sorted(p.name for p in (out / "splits").iterdir()) == ["data.csv", "mine.csv"]
+    assert len(pd.read_csv(out / "splits" / "mine.csv")) == 8
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["dataset"]) == ["data", "mine"]
+    assert "## data" in (out / "report.md").read_text() and "## mine" in (out / "report.md").read_text()
+    # The same folder spelled differently is the same cell: nothing is recomputed.
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--datasets", "folder:a/data/,folder:mine=./b/../b/data", "--methods", "otsu", "--out", str(out), "--no-progress"]) == 0
+    assert len(list((out / "cells").iterdir())) == 2
+
+
+# -- command-line values ------------------------------------------------------------------------------------
+
+
+def test_opt_values_are_typed_before_anything_runs():
+    opts = method_options(["pixel-rf.use_position=false", "pixel-rf.n_estimators=7", "crf.iterations=2"], ["pixel-rf", "slic+crf"])
+    assert opts == {"pixel-rf": {"use_position": False, "n_estimators": 7}, "crf": {"iterations": 2}}
+    assert method_options(["pixel-rf.use_position=TRUE"], ["pixel-rf"])["pixel-rf"]["use_position"] is True
+    assert method_options(["pixel-rf.use_position=1"], ["pixel-rf"])["pixel-rf"]["use_position"] is True
+    names = dataset_options(["folder.class_names=bg,lesion", "mine.num_classes=2"], ["folder:/x/y", "folder:mine=/x/z"])
+    assert names == {"folder": {"class_names": ["bg", "lesion"]}, "mine": {"num_classes": 2}}
+
+
+#: argv -> (exit code, regex the one stderr line must match).
+CLI_CASES = {
+    "misspelt-method": (["run", "--methods", "pixel-rf", "--opt", "pixelrf.n_estimators=1"],
+                        r"--opt pixelrf: not a name in this command; valid names: pixel-rf$"),
+    "not-an-int": (["run", "--methods", "pixel-rf", "--opt", "pixel-rf.n_estimators=abc"],
+                   r"--opt pixel-rf\.n_estimators='abc': expected an integer$"),
+    "not-a-bool": (["run", "--methods", "pixel-rf", "--opt", "pixel-rf.use_position=yes"],
+                   r"--opt pixel-rf\.use_position='yes': expected true/false/1/0$"),
+    "unknown-key": (["run", "--methods", "otsu", "--opt", "otsu.nope=1"], r"--opt otsu\.nope: unknown option; otsu's options: "),
+    "unknown-dataset": (["run", "--datasets", "synthetic", "--dataset-opt", "folder.class_names=a,b"],
+                        r"--dataset-opt folder: not a name in this command; valid names: synthetic$"),
+    "malformed": (["run", "--opt", "otsu"], r"--opt 'otsu' is malformed; write NAME\.KEY=VALUE"),
+    "seeds": (["run", "--seeds", "a"], r"argument --seeds: 'a': expected comma-separated int values$"),
+    "split": (["run", "--split", "0.5,0.5"], r"argument --split: '0\.5,0\.5': expected 3 comma-separated values$"),
+    "unknown-import": (["list", "--import", "no_such_module_here"], r"--import no_such_module_here: no module"),
+    "missing-import-file": (["validate", "synthetic", "--import", "nope.py"], r"--import nope\.py: no such file"),
+    "report-not-a-run": (["report", "/nonexistent-run"], r"/nonexistent-run: no summary\.csv"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CLI_CASES))
+def test_cli_table(case, capsys, tmp_path):
+    argv, pattern = CLI_CASES[case]
+    out = ["--out", str(tmp_path / "run")] if argv[0] == "run" else []
+    assert main([*argv, *out]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("segbench: error: ") and re.search(pattern, err), err
+    assert not (tmp_path / "run" / "cells").exists()
+
+
+def test_unwritable_out_is_one_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert main(["run", "--methods", "otsu", "--out", str(tmp_path / "file" / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"segbench: error: --out {tmp_path / 'file' / 'run'}: cannot write there") and "\n" not in err
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    monkeypatch.setattr("segbench.cli._cmd_list", lambda args: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        main(["list"])
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert re.fullmatch(r"segbench \d+\.\d+\.\d+", capsys.readouterr().out.strip())
+
+
+# -- --import -----------------------------------------------------------------------------------------------
+
+USER_METHOD = '''
+from segbench.methods import METHODS
+from segbench.methods.classical.threshold import Otsu
+
+
+@METHODS.register("{name}")
+class Mine(Otsu):
+    """My own thresholding."""
+'''
+
+
+@pytest.mark.parametrize("form", ["module", "path"])
+def test_import_from_the_current_folder_on_every_subcommand(tmp_path, monkeypatch, capsys, form):
+    name = f"test-mine-{form}"
+    (tmp_path / f"mymethods_{form}.py").write_text(USER_METHOD.format(name=name))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    item = f"mymethods_{form}" if form == "module" else f"./mymethods_{form}.py"
+    try:
+        assert main(["list", "--import", item]) == 0
+        assert name in capsys.readouterr().out
+        assert main(["latency", "--import", item, "--methods", name, "--sizes", "32x32", "--repeats", "1",
+                     "--warmup", "0", "--out", str(tmp_path / "lat")]) == 0
+        assert main(["validate", "synthetic", "--import", item]) == 0
+        assert main(["run", "--import", item, "--methods", name, "--datasets", "synthetic", "--dataset-opt",
+                     "synthetic.num_images=6", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+        assert main(["report", str(tmp_path / "run"), "--import", item, "--no-figures"]) == 0
+    finally:
+        from segbench.methods import METHODS
+
+        METHODS._items.pop(name, None)
+
+
+# -- the run: retries, Ctrl-C, tables ------------------------------------------------------------------------
+
+
+def test_data_errors_are_not_retried(tmp_path, monkeypatch):
+    calls = []
+
+    def broken(task):
+        calls.append(task.key)
+        return CellOutcome({"status": "failed", "error": "DataError: bad file"}, retry=False)
+
+    monkeypatch.setattr("segbench.run.runner.evaluate_cell", broken)
+    config = RunConfig(out=tmp_path / "run", datasets=["synthetic"], methods=["otsu"], retries=3,
+                       dataset_options={"synthetic": {"num_images": 6}})
+    result = run(config, progress=False, log=lambda _: None)
+    assert len(calls) == 1 and result.failures[0]["error"] == "DataError: bad file"
+
+
+def test_ctrl_c_writes_the_report_and_exits_130(tmp_path, monkeypatch, capsys):
+    from segbench.run import runner
+
+    real = runner.evaluate_cell
+    done = []
+
+    def interrupt_second(task):
+        if done:
+            raise KeyboardInterrupt
+        done.append(task.key)
+        return real(task)
+
+    monkeypatch.setattr(runner, "evaluate_cell", interrupt_second)
+    out = tmp_path / "run"
+    code = main(["run", "--methods", "otsu,otsu+morph", "--dataset-opt", "synthetic.num_images=6", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 130 and err[-1] == "interrupted: 1 cells finished; re-run the same command to resume"
+    assert (out / "report.md").is_file() and len(pd.read_csv(out / "summary.csv")) == 1
+
+
+def test_tables_cover_every_finished_cell_with_its_command(tmp_path):
+    out = tmp_path / "run"
+    common = ["--dataset-opt", "synthetic.num_images=6", "--out", str(out), "--no-progress"]
+    assert main(["run", "--methods", "otsu", *common]) == 0
+    assert main(["run", "--methods", "otsu+morph", *common]) == 0
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["method"]) == ["otsu+morph", "otsu"]  # this command's cells first, then the earlier ones
+    assert summary["command"].str.contains("--methods otsu+morph", regex=False).tolist() == [True, False]
+    assert set(pd.read_csv(out / "per_image.csv")["method"]) == {"otsu", "otsu+morph"}
+    # A later command with a changed setting replaces the same (dataset, method, seed) in the tables.
+    assert main(["run", "--methods", "otsu", "--warmup", "0", "--opt", "otsu.sigma=1.5", *common]) == 0
+    summary = pd.read_csv(out / "summary.csv")
+    assert sorted(summary["method"]) == ["otsu", "otsu+morph"]
+    assert json.loads((out / "cells" / summary.loc[summary["method"] == "otsu", "cell"].item() / "cell.json").read_text())
+
+
+def test_skipped_cells_print_their_reason(tmp_path, capsys):
+    assert main(["run", "--datasets", "synthetic-multiclass", "--methods", "otsu", "--dataset-opt",
+                 "synthetic-multiclass.num_images=6", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"skipped synthetic-multiclass / otsu / seed 0: otsu handles two-class datasets only", out)
