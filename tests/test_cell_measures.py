@@ -18,6 +18,7 @@ from helpers import write_folder_dataset
 from segbench.cli import main
 from segbench.report import write_report
 from segbench.report.measures import measures_table, reliability_table
+from segbench.run.records import prediction_path
 from segbench.run.runner import RunConfig, load_tables, run
 
 
@@ -37,7 +38,7 @@ def test_columns_in_tables_and_reliability_in_cell(tmp_path) -> None:
     assert not run(config, progress=False).failures
     summary, per_image = load_tables(config.out)
     for _, row in per_image.iterrows():
-        pred = np.asarray(Image.open(config.out / "predictions" / "folder" / "otsu" / "0" / f"{row['image_id']}.png")) == 1
+        pred = np.asarray(Image.open(prediction_path(config.out, "data", "otsu", 0, row["image_id"]))) == 1
         truth = np.asarray(Image.open(folder / "masks" / f"{row['image_id']}.png")) > 0
         if truth.any() and pred.any():
             d = cdist(_boundary(pred), _boundary(truth))
@@ -58,7 +59,7 @@ def test_columns_in_tables_and_reliability_in_cell(tmp_path) -> None:
     assert sum(cell["reliability"]["count"]) == n_pixels and len(cell["reliability"]["count"]) == 15
     report = write_report(config.out)
     assert "Boundaries and calibration" in report and "| otsu |" in report.split("Boundaries and calibration")[1]
-    assert (config.out / "figures" / "reliability_folder.png").stat().st_size > 1000
+    assert (config.out / "figures" / "reliability_data.png").stat().st_size > 1000
 
 
 def test_report_table_and_pooled_reliability_by_hand() -> None:

@@ -176,10 +176,10 @@ def test_ignore_pixels_do_not_count(tmp_path):
         mask[:, : _Bands.left] = IGNORE_INDEX  # the left band, where the method predicts blob, is not scored
         Image.fromarray(mask).save(path)
     config = _config(tmp_path, datasets=[f"folder:{root}"], methods=["test-bands"],
-                     dataset_options={"folder": {"mask_mode": "labels", "class_names": ["bg", "blob"]}})
+                     dataset_options={"d": {"mask_mode": "labels", "class_names": ["bg", "blob"]}})
     result = run(config, progress=False)
     row = result.summary.iloc[0]
-    split = pd.read_csv(config.out / "splits" / "folder.csv")
+    split = pd.read_csv(config.out / "splits" / "d.csv")  # a folder dataset is named after its folder
     truth = [np.asarray(Image.open(root / "masks" / f"{i}.png")) for i in split.loc[split["split"] == "test", "image_id"]]
     pred = np.concatenate([_Bands.bands(t.shape)[t != IGNORE_INDEX] for t in truth])
     t = np.concatenate([m[m != IGNORE_INDEX] for m in truth])
