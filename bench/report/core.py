@@ -116,25 +116,42 @@ def brief_table(summary: pd.DataFrame) -> str:
 
 
 def latency_markdown(table: pd.DataFrame) -> str:
-    """Median (p95) latency in ms: one row per method, one column per input size; failures listed below."""
+    """Median (p95) latency in ms, its model / overhead split, peak memory, and for deep methods GFLOPs per image
+    (and a roofline bound when asked): one row per method (and batch size), columns per input size; failures below."""
     ok = table[table["status"] == "ok"]
     lines = []
     if not ok.empty:
-        cell = ok.assign(v=[f"{a:.1f} ({b:.1f})" for a, b in zip(ok["latency_ms_p50"], ok["latency_ms_p95"])])
-        methods, sizes = list(dict.fromkeys(ok["method"])), list(dict.fromkeys(ok["image_size"]))
-        wide = cell.pivot(index="method", columns="image_size", values="v").reindex(index=methods, columns=sizes)
-        mem = ok.pivot(index="method", columns="image_size", values="peak_mem_mb").reindex(index=methods, columns=sizes)
+        several = ok["batch_size"].nunique() > 1
+        ok = ok.assign(row=[f"{m} (batch {int(b)})" if several else m for m, b in zip(ok["method"], ok["batch_size"])])
+        ok = ok.assign(v=[f"{a:.1f} ({b:.1f})" for a, b in zip(ok["latency_ms_p50"], ok["latency_ms_p95"])])
+        rows, sizes = list(dict.fromkeys(ok["row"])), list(dict.fromkeys(ok["image_size"]))
+
+        def column(values: str) -> pd.DataFrame:
+            return ok.pivot(index="row", columns="image_size", values=values).reindex(index=rows, columns=sizes)
+
+        wide = column("v")
         wide.columns = [f"{c} ms p50 (p95)" for c in wide.columns]
-        for c in mem.columns:
-            wide[f"{c} peak MB"] = [f"{v:.0f}" for v in mem[c]]
+        wide.index.name = "method"
+        parts = [("model_ms_p50", "model ms", 1), ("overhead_ms_p50", "overhead ms", 2), ("peak_mem_mb", "peak MB", 0)]
         if (ok["batch_size"] > 1).any():  # throughput is the point of a batch
-            ips = ok.pivot(index="method", columns="image_size", values="images_per_s").reindex(index=methods, columns=sizes)
-            for c in ips.columns:
-                wide[f"{c} img/s"] = [f"{v:.1f}" for v in ips[c]]
+            parts.append(("images_per_s", "img/s", 1))
+        parts += [("flops", "GFLOPs", 2), ("roofline_ms", "roofline ms", 3)]
+        for name, label, digits in parts:
+            if name not in ok or ok[name].isna().all():
+                continue
+            values = column(name) / (1e9 if name == "flops" else 1)
+            for c in values.columns:
+                wide[f"{c} {label}"] = ["" if pd.isna(v) else f"{v:.{digits}f}" for v in values[c]]
+        if "params" in ok and ok["params"].notna().any():
+            wide["params (M)"] = [f"{v / 1e6:.2f}" if pd.notna(v) else "" for v in ok.groupby("row")["params"].first().reindex(rows)]
         first = ok.iloc[0]
+        batches = ", ".join(str(int(b)) for b in dict.fromkeys(ok["batch_size"]))
         lines += [
-            f"Device: {first['device_name']} ({first['device']}), {int(first['threads'])} threads, batch {int(first['batch_size'])}, "
-            f"{int(first['warmup'])} warm-up + {int(first['repeats'])} timed calls.",
+            f"Device: {first['device_name']} ({first['device']}), {int(first['threads'])} threads, batch {batches}, "
+            f"{int(first['warmup'])} warm-up + {int(first['repeats'])} timed calls. model: the method's own work at its "
+            "working size; overhead: conversion, resizes and argmax (batch 1 only)."
+            + (f" Roofline: lower bound on {first['roofline_device']} (bf16, from FLOPs and bytes moved)."
+               if "roofline_device" in ok and pd.notna(first.get("roofline_device")) else ""),
             "",
             markdown_table(wide.reset_index()),
         ]
@@ -335,6 +352,10 @@ def _match_cells(run_dir: Path, summary: pd.DataFrame) -> dict[tuple[str, str, i
 # Tables (numeric DataFrames; rendering formats them)
 
 
+#: Cost columns of summary.csv carried into the scores table: latency split, and deep methods' size and FLOPs.
+_COST_COLUMNS = ("model_ms_p50", "overhead_ms_p50", "params", "flops")
+
+
 def scores_table(run: RunData, dataset: str) -> pd.DataFrame:
     """One row per method: headline Dice and IoU both ways with 95% bootstrap intervals, pixel scores, cost.
 
@@ -344,7 +365,8 @@ def scores_table(run: RunData, dataset: str) -> pd.DataFrame:
 
     Returns:
         Columns ``method, family, seeds, n_images``, ``{dice,iou}_{dataset,per_image}`` each with ``_low`` and
-        ``_high``, ``pixel_accuracy, mean_pixel_accuracy, train_s, latency_ms_p50, latency_ms_p95``; best
+        ``_high``, ``pixel_accuracy, mean_pixel_accuracy, train_s, latency_ms_p50, latency_ms_p95``,
+        ``model_ms_p50, overhead_ms_p50, params, flops`` (NaN where not recorded); best
         dataset-level Dice first.
     """
     if dataset in run._scores:  # the overview figures and the dataset's section share it
@@ -370,10 +392,12 @@ def scores_table(run: RunData, dataset: str) -> pd.DataFrame:
             row[f"{metric}_dataset_low"], row[f"{metric}_dataset_high"] = ci.low, ci.high
         for column in ("dataset_pixel_accuracy", "dataset_mean_pixel_accuracy", "train_s", "latency_ms_p50", "latency_ms_p95"):
             row[column.removeprefix("dataset_")] = float(cells[column].mean())
+        for column in _COST_COLUMNS:  # absent from runs made before the latency split and cost counts
+            row[column] = float(cells[column].mean()) if column in cells else float("nan")
         rows.append(row)
     order = ["method", "family", "seeds", "n_images"]
     order += [f"{m}_{a}{s}" for m in ("dice", "iou") for a in ("dataset", "per_image") for s in ("", "_low", "_high")]
-    order += ["pixel_accuracy", "mean_pixel_accuracy", "train_s", "latency_ms_p50", "latency_ms_p95"]
+    order += ["pixel_accuracy", "mean_pixel_accuracy", "train_s", "latency_ms_p50", "latency_ms_p95", *_COST_COLUMNS]
     table = pd.DataFrame(rows, columns=order).sort_values("dice_dataset", ascending=False, kind="stable")
     run._scores[dataset] = table.reset_index(drop=True)
     return run._scores[dataset].copy()
@@ -535,6 +559,11 @@ def _scores_display(table: pd.DataFrame, label: str) -> pd.DataFrame:
     out["train s"] = table["train_s"].map(lambda v: _fmt(v, 1))
     out["latency ms p50"] = table["latency_ms_p50"].map(lambda v: _fmt(v, 1))
     out["latency ms p95"] = table["latency_ms_p95"].map(lambda v: _fmt(v, 1))
+    out["model ms p50"] = table["model_ms_p50"].map(lambda v: _fmt(v, 1))
+    out["overhead ms p50"] = table["overhead_ms_p50"].map(lambda v: _fmt(v, 2))
+    if table["flops"].notna().any():  # deep methods only
+        out["GFLOPs"] = (table["flops"] / 1e9).map(lambda v: _fmt(v, 2))
+        out["params M"] = (table["params"] / 1e6).map(lambda v: _fmt(v, 2))
     return out
 
 

@@ -48,8 +48,9 @@ from segbench.datasets.splits import dataset_split, write_split_file
 from segbench.datasets.transforms import WorkSize
 from segbench.run.environment import device_name, environment
 from segbench.run.executors import make_executor
-from segbench.measure.latency import MemoryProbe, summarize_ms, timed_call
+from segbench.measure.latency import MemoryProbe, configured_threads, summarize_predictions, timed_call
 from segbench.methods import IncompatibleError, build_method, split_spec
+from segbench.methods.prediction import Prediction
 from segbench.methods.tiling import Tiling
 from segbench.measure.metrics import ConfusionMatrix, flatten_scores, scores_from_confusion
 from segbench.run.records import KEY_COLUMNS, PREDICTIONS_CELL_FILE, load_tables, prediction_dir, slug, write_atomic
@@ -169,9 +170,8 @@ def evaluate_cell(task: CellTask) -> CellOutcome:
     ``skipped`` one.
     """
     try:
-        if task.threads:
-            torch.set_num_threads(task.threads)
-        return _evaluate(task)
+        with configured_threads(task.threads):
+            return _evaluate(task)
     except IncompatibleError as exc:
         return CellOutcome({"status": "skipped", "error": str(exc)})
     except Exception as exc:  # one failing cell must not stop the grid
@@ -191,8 +191,8 @@ def _evaluate(task: CellTask) -> CellOutcome:
         options=task.method_options,
         quick=task.quick,
         tiling=task.tiling,
+        artifacts_dir=task.artifacts_dir,
     )
-    getattr(method, "base", method).artifacts_dir = Path(task.artifacts_dir)
     train = dataset.subset(split["train"])
     val = dataset.subset(split["val"]) if split["val"] and eval_split == "test" else None
     start = time.perf_counter()
@@ -200,19 +200,26 @@ def _evaluate(task: CellTask) -> CellOutcome:
     train_s = time.perf_counter() - start
 
     meter = ConfusionMatrix(dataset.num_classes, ignore_index=dataset.ignore_index)
-    rows, times, confusions, predictions = [], [], [], {}
+    rows, times, parts, confusions, predictions = [], [], [], [], {}
     test_ids = split[eval_split]
-    device = str(getattr(getattr(method, "base", method), "device", "cpu"))
-    with torch.inference_mode(), MemoryProbe(device) as memory:
+    device = str(method.device)
+    peak_mem_mb, cost = float("nan"), {}
+    with torch.inference_mode():
         for i, sample_id in enumerate(tqdm(test_ids, desc=f"{task.method} predict", leave=False, disable=None)):
             sample = dataset.load(sample_id)
-            if i == 0:
-                for _ in range(task.warmup):  # first calls pay for lazy initialisation; never timed
-                    method.predict(sample.image)
-            labels, ms = timed_call(method.predict, sample.image)
+            if i == 0:  # first calls pay for lazy initialisation and are never timed; they give the memory figure
+                with MemoryProbe(device) as memory:
+                    for _ in range(max(1, task.warmup)):
+                        method.infer(sample.image)
+                peak_mem_mb, cost = memory.peak_mb, method.cost(sample.image.shape[:2])
+            # One pass per image: the labels are timed; probabilities, where wanted, come from
+            # ``prediction.proba()`` afterwards, untimed.
+            prediction, ms = timed_call(method.infer, sample.image)
+            labels = prediction.labels
             times.append(ms)
+            parts.append(prediction)
             confusions.append(meter.update(sample.mask, labels, ignore_mask=sample.ignore))
-            rows.append(_image_row(task, dataset.class_names, sample_id, confusions[-1], ms))
+            rows.append(_image_row(task, dataset.class_names, sample_id, confusions[-1], ms, prediction))
             if task.save_predictions:
                 buffer = io.BytesIO()
                 Image.fromarray(labels.astype(np.uint8)).save(buffer, format="PNG")
@@ -227,8 +234,9 @@ def _evaluate(task: CellTask) -> CellOutcome:
         "n_val": len(split["val"]),
         "n_test": len(test_ids),
         "train_s": train_s,
-        **summarize_ms(times),
-        "peak_mem_mb": memory.peak_mb,
+        **summarize_predictions(times, parts),
+        "peak_mem_mb": peak_mem_mb,
+        **cost,
         "device": device,
         "device_name": device_name(device),
         "threads": torch.get_num_threads(),
@@ -243,9 +251,11 @@ def _evaluate(task: CellTask) -> CellOutcome:
     return CellOutcome(summary, rows, extra, stacked, predictions)
 
 
-def _image_row(task: CellTask, class_names: tuple[str, ...], sample_id: str, cm: np.ndarray, ms: float) -> dict[str, Any]:
+def _image_row(task: CellTask, class_names: tuple[str, ...], sample_id: str, cm: np.ndarray, ms: float,
+               prediction: Prediction) -> dict[str, Any]:
     row = {"dataset": task.dataset_name, "method": task.method, "seed": task.seed, "image_id": sample_id}
-    return {**row, **flatten_scores(scores_from_confusion(cm), class_names), "latency_ms": ms}
+    return {**row, **flatten_scores(scores_from_confusion(cm), class_names), "latency_ms": ms,
+            "model_ms": prediction.model_ms, "overhead_ms": prediction.overhead_ms}
 
 
 class _RunFolder:

@@ -50,6 +50,7 @@ __all__ = [
     "train_model",
     "evaluate_model",
     "predict_proba_tensor",
+    "softmax_batch",
     "pick_device",
     "seed_everything",
     "deterministic_algorithms",
@@ -400,12 +401,26 @@ def predict_proba_batch(
     channels_last: bool = True,
 ) -> np.ndarray:
     """``(N, H, W, 3) uint8`` -> ``(N, C, H, W) float32`` softmax probabilities in one forward pass."""
+    return softmax_batch(model, images, norm, device=device, amp=amp, channels_last=channels_last).cpu().numpy()
+
+
+@torch.inference_mode()
+def softmax_batch(
+    model: nn.Module,
+    images: np.ndarray,
+    norm: Normalization,
+    *,
+    device: torch.device,
+    amp: bool = True,
+    channels_last: bool = True,
+) -> Tensor:
+    """``predict_proba_batch`` leaving the ``(N, C, H, W) float32`` probabilities on ``device``."""
     model.eval()
     x = _prepare(torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))), norm, device, channels_last)
     dtype = amp_dtype(device, amp)
     with torch.autocast(device_type=device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext():
         logits = model(x)
-    return F.softmax(logits.float(), dim=1).cpu().numpy().astype(np.float32, copy=False)
+    return F.softmax(logits.float(), dim=1)
 
 
 def evaluate_model(
