@@ -32,9 +32,8 @@ from threadpoolctl import threadpool_limits
 
 from segbench.datasets.transforms import resize_image, work_shape
 from segbench.measure.roofline import accelerator, roofline_ms
-from segbench.methods.prediction import Prediction
 
-__all__ = ["synchronize", "timed_call", "summarize_ms", "summarize_predictions", "configured_threads", "LatencyResult", "measure", "MemoryProbe", "method_latency_table"]
+__all__ = ["synchronize", "timed_call", "summarize_ms", "summarize_split", "configured_threads", "LatencyResult", "measure", "MemoryProbe", "method_latency_table"]
 
 R = TypeVar("R")
 
@@ -69,13 +68,9 @@ def summarize_ms(times_ms: Sequence[float], prefix: str = "latency_ms") -> dict[
     }
 
 
-def summarize_predictions(latency_ms: Sequence[float], predictions: Sequence[Prediction]) -> dict[str, float]:
-    """End-to-end latency statistics beside those of its parts, ``model_ms_*`` and ``overhead_ms_*``."""
-    return {
-        **summarize_ms(latency_ms),
-        **summarize_ms([p.model_ms for p in predictions], "model_ms"),
-        **summarize_ms([p.overhead_ms for p in predictions], "overhead_ms"),
-    }
+def summarize_split(latency_ms: Sequence[float], model_ms: Sequence[float], overhead_ms: Sequence[float]) -> dict[str, float]:
+    """End-to-end latency statistics beside those of its parts (``Prediction.model_ms`` and ``.overhead_ms``)."""
+    return {**summarize_ms(latency_ms), **summarize_ms(model_ms, "model_ms"), **summarize_ms(overhead_ms, "overhead_ms")}
 
 
 @contextlib.contextmanager
@@ -325,10 +320,15 @@ def _latency_row(method: Any, image: np.ndarray, batch_size: int, *, warmup: int
                  context: dict[str, Any]) -> dict[str, Any]:
     """One timed configuration: the ``LatencyResult`` row, with the model/overhead split at batch size 1."""
     if batch_size == 1:
-        predictions: list[Prediction] = []
-        result = measure(lambda: predictions.append(method.infer(image)), warmup=warmup, repeats=repeats,
-                         image_size=context["image_size"], **_precision(method))
-        split = summarize_predictions(result.times_ms, predictions[warmup:])
+        parts: list[tuple[float, float]] = []  # (model_ms, overhead_ms) of each call; not the predictions themselves
+
+        def call() -> None:
+            prediction = method.infer(image)
+            parts.append((prediction.model_ms, prediction.overhead_ms))
+
+        result = measure(call, warmup=warmup, repeats=repeats, image_size=context["image_size"], **_precision(method))
+        model_ms, overhead_ms = zip(*parts[warmup:])
+        split = summarize_split(result.times_ms, model_ms, overhead_ms)
         return {**result.row(), **split, "batching": "none"}
     call, batching = _batched_call(method, image, batch_size)
     result = measure(call, warmup=warmup, repeats=repeats, batch_size=batch_size, image_size=context["image_size"],

@@ -48,7 +48,7 @@ from segbench.datasets.splits import dataset_split, write_split_file
 from segbench.datasets.transforms import WorkSize
 from segbench.run.environment import device_name, environment
 from segbench.run.executors import make_executor
-from segbench.measure.latency import MemoryProbe, configured_threads, summarize_predictions, timed_call
+from segbench.measure.latency import MemoryProbe, configured_threads, summarize_split, timed_call
 from segbench.methods import IncompatibleError, build_method, split_spec
 from segbench.methods.prediction import Prediction
 from segbench.methods.tiling import Tiling
@@ -200,7 +200,7 @@ def _evaluate(task: CellTask) -> CellOutcome:
     train_s = time.perf_counter() - start
 
     meter = ConfusionMatrix(dataset.num_classes, ignore_index=dataset.ignore_index)
-    rows, times, parts, confusions, predictions = [], [], [], [], {}
+    rows, times, model_ms, overhead_ms, confusions, predictions = [], [], [], [], [], {}
     test_ids = split[eval_split]
     device = str(method.device)
     peak_mem_mb, cost = float("nan"), {}
@@ -217,7 +217,8 @@ def _evaluate(task: CellTask) -> CellOutcome:
             prediction, ms = timed_call(method.infer, sample.image)
             labels = prediction.labels
             times.append(ms)
-            parts.append(prediction)
+            model_ms.append(prediction.model_ms)
+            overhead_ms.append(prediction.overhead_ms)
             confusions.append(meter.update(sample.mask, labels, ignore_mask=sample.ignore))
             rows.append(_image_row(task, dataset.class_names, sample_id, confusions[-1], ms, prediction))
             if task.save_predictions:
@@ -234,7 +235,7 @@ def _evaluate(task: CellTask) -> CellOutcome:
         "n_val": len(split["val"]),
         "n_test": len(test_ids),
         "train_s": train_s,
-        **summarize_predictions(times, parts),
+        **summarize_split(times, model_ms, overhead_ms),
         "peak_mem_mb": peak_mem_mb,
         **cost,
         "device": device,
