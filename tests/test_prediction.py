@@ -21,6 +21,7 @@ from segbench.measure.roofline import ACCELERATORS, accelerator, roofline_ms
 from segbench.methods import METHODS, Method, Pipeline, build_method
 from segbench.methods.prediction import labels_from_proba
 from segbench.methods.tiling import Tiling
+from segbench.run.runner import RunConfig, run
 
 
 def _numpy_labels(proba: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -235,3 +236,20 @@ def test_tta_scales_through_the_hook_for_any_method(data):
     half = pipe.base.predict_proba(resize_image(image, (24, 32)))
     expected = (resize_proba(half, image.shape[:2]) + pipe.base.predict_proba(image)) / 2
     np.testing.assert_allclose(pipe.predict_proba(image), expected, atol=1e-6)
+
+
+def test_run_records_the_split_memory_and_cost(tmp_path):
+    config = RunConfig(out=tmp_path / "run", datasets=["synthetic"], methods=["otsu", "unet"], quick=True,
+                       dataset_options={"synthetic": {"num_images": 10, "size": (48, 40)}},
+                       method_options={"unet": {"epochs": 1, "progress": False, "device": "cpu"}})
+    result = run(config, progress=False)
+    assert not result.failures
+    summary = result.summary.set_index("method")
+    per_image = result.per_image
+    # the parts are timed inside the end-to-end call
+    assert (per_image["model_ms"] + per_image["overhead_ms"] <= per_image["latency_ms"] * 1.001 + 0.01).all()
+    assert (per_image[["model_ms", "overhead_ms"]] > 0).all().all()
+    assert (summary["model_ms_p50"] > 0).all() and (summary["overhead_ms_p50"] > 0).all()
+    assert (summary["peak_mem_mb"] > 0).all()
+    assert summary.loc["unet", "flops"] > 0 and summary.loc["unet", "params"] > 0
+    assert pd.isna(summary.loc["otsu", "flops"])

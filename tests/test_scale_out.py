@@ -16,7 +16,9 @@ import pytest
 from segbench.run.runner import RunConfig, run
 
 TINY = {"synthetic": {"num_images": 10, "size": (48, 40)}, "synthetic-multiclass": {"num_images": 10, "size": (48, 40)}}
-TIMING = ["train_s", "latency_ms_p50", "latency_ms_p95", "latency_ms_mean", "latency_ms_std", "threads", "peak_mem_mb"]
+TIMING = ["train_s", "threads", "peak_mem_mb",
+          *(f"{part}_{stat}" for part in ("latency_ms", "model_ms", "overhead_ms") for stat in ("p50", "p95", "mean", "std"))]
+PER_IMAGE_TIMING = ["latency_ms", "model_ms", "overhead_ms"]
 
 
 def _grid(out: Path, **kw) -> RunConfig:
@@ -30,7 +32,7 @@ def test_dask_local_cluster_gives_the_same_tables(tmp_path):
     dask = run(_grid(tmp_path / "dask", executor="dask", executor_options={"workers": 2, "threads_per_worker": 1}), progress=False)
     assert len(local.summary) == 8 and set(local.summary["status"]) == {"ok", "skipped"}
     pd.testing.assert_frame_equal(local.summary.drop(columns=TIMING), dask.summary.drop(columns=TIMING))
-    pd.testing.assert_frame_equal(local.per_image.drop(columns=["latency_ms"]), dask.per_image.drop(columns=["latency_ms"]))
+    pd.testing.assert_frame_equal(local.per_image.drop(columns=PER_IMAGE_TIMING), dask.per_image.drop(columns=PER_IMAGE_TIMING))
 
 
 def test_failing_cell_is_retried_recorded_and_the_rest_finishes(tmp_path):
