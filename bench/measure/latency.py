@@ -98,32 +98,15 @@ def _status_kb(field: str) -> int | None:
     return None
 
 
-def _torch_cpu_peak(profiler: torch.profiler.profile) -> float:
-    """Peak bytes of torch CPU tensors in a profiled block: operators record what they allocated themselves,
-    ``[memory]`` events the frees."""
-    changes = []
-    for event in profiler.events():
-        nbytes = event.cpu_memory_usage if event.name == "[memory]" else event.self_cpu_memory_usage
-        if nbytes:
-            changes.append((event.time_range.start, nbytes))
-    running = peak = 0
-    for _, nbytes in sorted(changes):
-        running += nbytes
-        peak = max(peak, running)
-    return float(peak)
-
-
 class MemoryProbe:
     """Peak memory of a block of code, in MiB above what was in use when it started.
 
     On CUDA, the caching allocator's peak (``torch.cuda.max_memory_allocated`` after a reset). On the CPU,
-    the largest of three figures, each a lower bound since none sees everything: the peak of memory traced
-    by ``tracemalloc`` (every NumPy array and Python object, whether or not the allocator returns it to the
-    system); the peak of torch's CPU tensors (the running sum of the allocations and frees that
-    ``torch.profiler`` records with ``profile_memory=True``); and the growth of the process's peak resident
-    set (``VmHWM``, reset through ``/proc/self/clear_refs``; it sees other native allocations too, but only
-    where they enlarge the process). A block that allocates an array or a tensor therefore never reads 0.
-    Tracing costs time: probe untimed calls only.
+    the larger of two figures, since neither sees everything: the peak of memory traced by ``tracemalloc``
+    (every NumPy array and Python object, whether or not the allocator returns it to the system), and the
+    growth of the process's peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs``; it also
+    sees torch's and other native allocations, but only where they enlarge the process). A block that
+    allocates an array therefore never reads 0.
     """
 
     def __init__(self, device: str) -> None:
@@ -135,8 +118,6 @@ class MemoryProbe:
             torch.cuda.reset_peak_memory_stats()
             self._base = torch.cuda.memory_allocated()
             return self
-        self._profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True)
-        self._profiler.__enter__()
         self._own_trace = not tracemalloc.is_tracing()
         if self._own_trace:
             tracemalloc.start()
@@ -156,11 +137,9 @@ class MemoryProbe:
         traced_mb = max(0, tracemalloc.get_traced_memory()[1] - self._traced) / 2**20
         if self._own_trace:
             tracemalloc.stop()
-        self._profiler.__exit__(None, None, None)
-        torch_mb = _torch_cpu_peak(self._profiler) / 2**20
         peak = _status_kb("VmHWM")
         rss_mb = max(0, peak - self._base) / 1024 if peak is not None and self._base is not None else 0.0
-        self.peak_mb = max(traced_mb, torch_mb, rss_mb)
+        self.peak_mb = max(traced_mb, rss_mb)
 
 
 @dataclass
