@@ -166,12 +166,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_ints(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(v) for v in _csv(text)]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise UsageError(f"{flag} {text!r}: give positive integers separated by commas, e.g. 1,2,4,8")
+    return values
+
+
 def _cmd_latency(args: argparse.Namespace) -> int:
     import json
 
     from segbench.run.environment import environment
     from segbench.measure.latency import method_latency_table
     from segbench.measure.latency_report import latency_markdown
+    from segbench.measure.roofline import accelerator
+    from segbench.report.figures import save_figure, throughput_figure
 
     sizes = []
     for text in _csv(args.sizes):
@@ -188,15 +200,25 @@ def _cmd_latency(args: argparse.Namespace) -> int:
     for spec in methods:
         split_spec(spec)  # unknown names fail here, listing the known ones, before any timing
     out = _writable_folder(Path(args.out or f"results/latency-{datetime.now():%Y%m%d-%H%M%S}"))
-    config = {"methods": methods, "sizes": args.sizes, "device": args.device, "amp": args.amp,
-              "warmup": args.warmup, "repeats": args.repeats, "batch": args.batch}
+    batches = _positive_ints(args.batch, "--batch")
+    if args.roofline:
+        try:
+            accelerator(args.roofline)  # an unknown name fails here, listing the known ones
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    config = {"methods": methods, "sizes": args.sizes, "device": args.device, "amp": args.amp, "warmup": args.warmup,
+              "repeats": args.repeats, "batch": batches, "threads": args.threads, "roofline": args.roofline}
     (out / "environment.json").write_text(json.dumps(environment(config), indent=1, default=str))
     table = method_latency_table(methods, sizes, device=args.device, amp=args.amp, warmup=args.warmup,
-                                 repeats=args.repeats, batch_size=args.batch)
+                                 repeats=args.repeats, batch_sizes=batches, threads=args.threads, roofline=args.roofline)
     table.to_csv(out / "latency.csv", index=False)
     text = latency_markdown(table)
     (out / "latency.md").write_text(text)
     print(text)
+    if len(batches) > 1:
+        figure = throughput_figure(table)
+        if figure is not None:
+            print(f"Throughput figure: {save_figure(figure, out, 'throughput')}")
     print(f"\nWritten: {out / 'latency.csv'}")
     return 1 if (table["status"] == "failed").any() else 0
 
@@ -303,8 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", action="store_true", help="mixed precision for deep methods on CUDA")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls first (default: 3)")
     p.add_argument("--repeats", type=int, default=10, help="timed calls (default: 10)")
-    p.add_argument("--batch", type=int, default=1,
-                   help="images per timed call: throughput of a batched forward pass for deep methods (default: 1)")
+    p.add_argument("--batch", default="1",
+                   help="comma-separated images per timed call, e.g. 1,2,4,8,16: images/s of a batched forward pass "
+                        "for deep methods, with a throughput figure when several are given (default: 1)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for torch, BLAS/OpenMP and scikit-learn (default: torch's, i.e. OMP_NUM_THREADS)")
+    p.add_argument("--roofline", default=None, metavar="ACCELERATOR",
+                   help="add a lower bound on each deep method's latency on this accelerator (h200, h100, a100) "
+                        "from its FLOPs and the bytes it must move")
     p.add_argument("--out", default=None, help="folder for latency.csv (default: results/latency-<timestamp>)")
     p.set_defaults(func=_cmd_latency)
 

@@ -62,13 +62,19 @@ def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return mask[rows[:, None], cols[None, :]]
 
 
-def resize_proba(proba: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Resize ``(C, H, W)`` probabilities bilinearly to ``(C, *shape)``; columns still sum to 1."""
-    if proba.shape[1:] == tuple(shape):
-        return proba.astype(np.float32, copy=False)
-    t = torch.from_numpy(np.ascontiguousarray(proba, dtype=np.float32))[None]
-    out = F.interpolate(t, size=tuple(shape), mode="bilinear", align_corners=False)[0]
-    return out.numpy()
+def resize_proba(proba: np.ndarray | torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
+    """Resize ``(C, H, W)`` probabilities bilinearly to ``(C, *shape)`` on their device; columns still sum to 1.
+
+    A tensor is resized where it lives and the result copied to the host as a NumPy array.
+    """
+    if isinstance(proba, np.ndarray):
+        if proba.shape[1:] == tuple(shape):
+            return proba.astype(np.float32, copy=False)
+        proba = torch.from_numpy(np.ascontiguousarray(proba, dtype=np.float32))
+    t = proba.float()
+    if tuple(t.shape[1:]) != tuple(shape):
+        t = F.interpolate(t[None], size=tuple(shape), mode="bilinear", align_corners=False)[0]
+    return t.cpu().numpy()
 
 
 def random_crop(

@@ -11,6 +11,7 @@ from segbench.methods.base import (
     labels_to_proba,
     split_spec,
 )
+from segbench.methods.prediction import Prediction
 
 # Importing a module registers what it defines (one module per method family).
 from segbench.methods.classical import graphcut, pixel_classifier, slic, threshold  # noqa: E402,F401
@@ -23,6 +24,7 @@ __all__ = [
     "IncompatibleError",
     "Method",
     "Pipeline",
+    "Prediction",
     "Stage",
     "build_method",
     "labels_to_proba",

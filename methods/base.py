@@ -4,6 +4,12 @@ A method maps an ``(H, W, 3) uint8`` image to ``(C, H, W) float32`` class probab
 size. Subclasses implement ``_fit`` and ``_predict_proba`` at their working resolution; this base class
 resizes training samples down to it and probabilities back up to the original image, so every method is
 scored at the mask's original resolution whatever size it works at.
+
+The contract every method honours, a ``Pipeline`` included (code outside ``segbench.methods`` never needs
+to know which it holds): ``opts``, ``device``, ``artifacts_dir``, ``tiling``, ``work_size`` and ``fitted``;
+``fit``, ``predict``, ``predict_proba(image)``, ``infer(image) -> Prediction`` (labels with their cost
+split, probabilities on request), ``predict_proba_scaled(image, scale)`` (the test-time-augmentation hook),
+``prepare_untrained``, ``cost`` and ``config``.
 """
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
 from segbench.datasets.base import IGNORE_INDEX, Sample
 from segbench.datasets.io import to_rgb
 from segbench.datasets.transforms import WorkSize, resize_image, resize_mask, resize_proba, work_shape
+from segbench.methods.prediction import Prediction, Stopwatch, labels_from_proba
 from segbench.methods.tiling import Tiling
 from segbench.registry import Registry
 
@@ -81,8 +89,8 @@ class Method(abc.ABC):
     default_work_size: ClassVar[WorkSize] = None
     quick_options: ClassVar[dict[str, Any]] = {}
     Options: ClassVar[type] = NoOptions
-    #: Tiled inference at the working resolution (``segbench.methods.tiling``); None: the whole image at once.
-    tiling: Tiling | None = None
+    #: Where the method computes; deep methods set it from their ``device`` option.
+    device: torch.device = torch.device("cpu")
 
     def __init__(
         self,
@@ -91,8 +99,22 @@ class Method(abc.ABC):
         seed: int = 0,
         work_size: WorkSize = None,
         ignore_index: int = IGNORE_INDEX,
+        tiling: Tiling | None = None,
+        artifacts_dir: str | Path | None = None,
         **options: Any,
     ) -> None:
+        """Validate the options (``Options`` fields) and keep the settings.
+
+        Args:
+            num_classes: Number of classes of the dataset (at least 2).
+            seed: Seed for everything random in fitting.
+            work_size: Working resolution; None: ``default_work_size``.
+            ignore_index: Label value to ignore in training.
+            tiling: Predict in overlapping tiles at the working resolution (``segbench.methods.tiling``);
+                None: the whole image at once.
+            artifacts_dir: Where the method may keep files of its cell (checkpoints); None: nowhere.
+            **options: Values for the fields of ``Options``.
+        """
         if num_classes < 2:
             raise ValueError(f"{self.name}: num_classes must be at least 2, got {num_classes}")
         if self.binary_only and num_classes != 2:
@@ -103,8 +125,8 @@ class Method(abc.ABC):
         self.ignore_index = ignore_index
         self.opts = _make_options(type(self), self.Options, options)
         self.fitted = False
-        #: Where the method may keep files of its cell (checkpoints, heatmaps); the runner sets it before fit.
-        self.artifacts_dir: Path | None = None
+        self.tiling = tiling
+        self.artifacts_dir: Path | None = Path(artifacts_dir) if artifacts_dir is not None else None
 
     # -- public API -------------------------------------------------------------------------------------
 
@@ -121,17 +143,75 @@ class Method(abc.ABC):
 
         Greyscale, RGBA and 16-bit arrays are converted first (``segbench.datasets.io.to_rgb``).
         """
-        image = to_rgb(image)
-        h, w = image.shape[:2]
-        small = resize_image(image, work_shape(h, w, self.work_size))
-        proba = self._predict_proba(small) if self.tiling is None else self.tiling.predict(self._predict_proba, small)
-        if proba.shape != (self.num_classes, *small.shape[:2]):
-            raise RuntimeError(f"{self.name}: _predict_proba returned {proba.shape}, expected {(self.num_classes, *small.shape[:2])}")
-        return resize_proba(proba, (h, w))
+        rgb, proba = self._work(image, Stopwatch(self.device))
+        return resize_proba(proba, rgb.shape[:2])
 
     def predict(self, image: np.ndarray) -> np.ndarray:
-        """``(H, W)`` label map (argmax of ``predict_proba``)."""
-        return self.predict_proba(image).argmax(axis=0).astype(np.uint8 if self.num_classes <= 256 else np.int32)
+        """``(H, W)`` label map: the argmax of ``predict_proba`` (first class on ties), computed cheaply."""
+        return self.infer(image).labels
+
+    def infer(self, image: np.ndarray) -> Prediction:
+        """Labels, their cost split into ``model_ms`` and ``overhead_ms``, and probabilities on request.
+
+        The labels equal ``predict_proba(image).argmax(0)``; the full-resolution probabilities are computed
+        only when ``Prediction.proba()`` is called, outside the timed part.
+        """
+        watch = Stopwatch(self.device)
+        rgb, proba = self._work(image, watch)
+        shape = rgb.shape[:2]
+        labels = labels_from_proba(proba, shape)
+        watch.lap("overhead")
+        return Prediction(labels, watch.model_ms, watch.overhead_ms, lambda: resize_proba(proba, shape))
+
+    def predict_proba_scaled(self, image: np.ndarray, scale: float) -> np.ndarray:
+        """Probabilities of the image rescaled by ``scale``, resized back to its size: the hook of the ``tta`` stage.
+
+        This default rescales the image itself; a method whose cost is its working resolution (a network)
+        overrides it to work at ``scale`` times that resolution instead.
+        """
+        if scale <= 0:
+            raise ValueError(f"{self.name}: scale must be > 0, got {scale}")
+        if scale == 1.0:
+            return self.predict_proba(image)
+        h, w = image.shape[:2]
+        small = resize_image(image, (max(1, round(h * scale)), max(1, round(w * scale))))
+        return resize_proba(self.predict_proba(small), (h, w))
+
+    @property
+    def base_method(self) -> "Method":
+        """The method whose fit the stages of a pipeline follow: itself for a bare method."""
+        return self
+
+    def fit_stages(self, train: Sequence[Sample], val: Sequence[Sample] | None = None) -> "Method":
+        """Fit what follows a fitted ``base_method`` (nothing for a bare method); returns self."""
+        return self
+
+    def with_base(self, base: "Method") -> "Method":
+        """This method around ``base``, an already fitted ``base_method`` of the same settings (one fit shared by
+        several pipelines): a bare method is ``base`` itself."""
+        return base
+
+    def cost(self, shape: tuple[int, int]) -> dict[str, float]:
+        """Model cost of one ``(H, W)`` image at the working size: ``params`` and ``flops`` where counted.
+
+        Only networks count them (``DeepMethod``); other methods return an empty dict.
+        """
+        return {}
+
+    def _work(self, image: np.ndarray, watch: Stopwatch) -> tuple[np.ndarray, torch.Tensor | np.ndarray]:
+        """The RGB image and the ``(C, h, w)`` probabilities at the working size (on ``device``), timed on ``watch``."""
+        rgb = to_rgb(image)
+        small = resize_image(rgb, work_shape(*rgb.shape[:2], self.work_size))
+        watch.lap("overhead")
+        proba = self._work_proba(small)
+        watch.lap("model")
+        if tuple(proba.shape) != (self.num_classes, *small.shape[:2]):
+            raise RuntimeError(f"{self.name}: _predict_proba returned {tuple(proba.shape)}, expected {(self.num_classes, *small.shape[:2])}")
+        return rgb, proba
+
+    def _work_proba(self, small: np.ndarray) -> torch.Tensor | np.ndarray:
+        """``_predict_proba`` on the whole image or tile by tile; deep methods keep the result on their device."""
+        return self._predict_proba(small) if self.tiling is None else self.tiling.predict(self._predict_proba, small)
 
     @property
     def train_info(self) -> dict[str, Any]:
@@ -210,24 +290,47 @@ class Stage(abc.ABC):
 
 
 class Pipeline(Method):
-    """A base method followed by post-processing stages, built from a spec such as ``"slic+crf+morph"``."""
+    """A base method followed by post-processing stages, built from a spec such as ``"slic+crf+morph"``.
+
+    It honours the whole method contract: settings (``opts``, ``device``, ``artifacts_dir``, ``tiling``,
+    ``work_size``, capability flags) are its base method's; stages run at the image's size after the base
+    method's probabilities are resized to it. The base may already be fitted (shared by several pipelines):
+    ``fit`` then fits only the stages.
+    """
 
     def __init__(self, base: Method, stages: Sequence[Stage]) -> None:
+        # Not Method.__init__: every setting is the base method's, read through the properties below.
         self.base = base
         self.stages = list(stages)
         self.name = "+".join([base.name, *(s.name for s in stages)])  # type: ignore[misc]
-        self.num_classes = base.num_classes
-        self.seed = base.seed
-        self.work_size = base.work_size
-        self.ignore_index = base.ignore_index
         self.needs_training = base.needs_training  # type: ignore[misc]
         self.supports_gpu = base.supports_gpu  # type: ignore[misc]
+        self.binary_only = base.binary_only  # type: ignore[misc]
         self.family = base.family  # type: ignore[misc]
         self.fitted = False
+
+    num_classes = property(lambda self: self.base.num_classes)
+    seed = property(lambda self: self.base.seed)
+    work_size = property(lambda self: self.base.work_size)
+    ignore_index = property(lambda self: self.base.ignore_index)
+    opts = property(lambda self: self.base.opts)
+    device = property(lambda self: self.base.device)  # type: ignore[assignment]
+    tiling = property(lambda self: self.base.tiling)
+
+    @property
+    def artifacts_dir(self) -> Path | None:
+        return self.base.artifacts_dir
 
     def fit(self, train: Sequence[Sample], val: Sequence[Sample] | None = None) -> "Pipeline":
         self.base.fit(train, val)
         return self.fit_stages(train, val)
+
+    @property
+    def base_method(self) -> Method:
+        return self.base
+
+    def with_base(self, base: Method) -> "Pipeline":
+        return Pipeline(base, self.stages)
 
     def fit_stages(self, train: Sequence[Sample], val: Sequence[Sample] | None = None) -> "Pipeline":
         """Fit only the stages, around a base that is already fitted (one fitted base shared by pipelines)."""
@@ -235,16 +338,27 @@ class Pipeline(Method):
             raise RuntimeError(f"{self.name}: fit_stages needs a fitted base; call fit")
         for i, stage in enumerate(self.stages):
             before = self.base if i == 0 else Pipeline(self.base, self.stages[:i])
+            before.fitted = True
             stage.fit(before, train, val)
         self.fitted = True
         return self
 
-    def predict_proba(self, image: np.ndarray) -> np.ndarray:
-        image = to_rgb(image)  # stages see the same RGB image as the base method
-        proba = self.base.predict_proba(image)
+    def prepare_untrained(self) -> bool:
+        """Prepare the base method for timing; the stages still need ``fit`` (which keeps the prepared base)."""
+        return self.base.prepare_untrained()
+
+    def cost(self, shape: tuple[int, int]) -> dict[str, float]:
+        """The base method's cost (stages are not counted)."""
+        return self.base.cost(shape)
+
+    def _work(self, image: np.ndarray, watch: Stopwatch) -> tuple[np.ndarray, torch.Tensor | np.ndarray]:
+        rgb, proba = self.base._work(image, watch)  # stages see the same RGB image as the base method
+        proba = resize_proba(proba, rgb.shape[:2])
+        watch.lap("overhead")
         for stage in self.stages:
-            proba = stage.apply(image, proba)
-        return proba
+            proba = stage.apply(rgb, proba)
+        watch.lap("model")
+        return rgb, proba
 
     def config(self) -> dict[str, Any]:
         return {**self.base.config(), "method": self.name, "stages": [s.config() for s in self.stages]}
@@ -256,7 +370,7 @@ class Pipeline(Method):
     def _fit(self, train, val):  # pragma: no cover - Pipeline overrides fit
         raise NotImplementedError
 
-    def _predict_proba(self, image):  # pragma: no cover - Pipeline overrides predict_proba
+    def _predict_proba(self, image):  # pragma: no cover - Pipeline overrides _work
         raise NotImplementedError
 
 
@@ -288,6 +402,8 @@ def build_method(
     options: Mapping[str, Mapping[str, Any]] | None = None,
     quick: bool = False,
     tiling: Tiling | None = None,
+    artifacts_dir: str | Path | None = None,
+    base: Method | None = None,
 ) -> Method:
     """Build a method or pipeline from its spec.
 
@@ -300,14 +416,19 @@ def build_method(
         options: Per-component options keyed by method or stage name, e.g. ``{"slic": {"n_segments": 400}}``.
         quick: Apply each method's ``quick_options`` (small budgets) before ``options``.
         tiling: Predict in overlapping tiles at the working resolution (``segbench.methods.tiling``).
+        artifacts_dir: Where the method may keep files of its cell (checkpoints).
+        base: An already built (possibly fitted) base method to put the stages after, instead of building
+            one; its name must be the spec's first name.
     """
     options = options or {}
     base_name, stage_names = split_spec(spec)
-    base_cls = METHODS.get(base_name)
-    base_opts = {**(base_cls.quick_options if quick else {}), **options.get(base_name, {})}
-    base = base_cls(num_classes, seed=seed, work_size=work_size, ignore_index=ignore_index, **base_opts)
-    if tiling is not None:
-        base.tiling = tiling
+    if base is None:
+        base_cls = METHODS.get(base_name)
+        base_opts = {**(base_cls.quick_options if quick else {}), **options.get(base_name, {})}
+        base = base_cls(num_classes, seed=seed, work_size=work_size, ignore_index=ignore_index, tiling=tiling,
+                        artifacts_dir=artifacts_dir, **base_opts)
+    elif base.name != base_name:
+        raise ValueError(f"{spec!r}: the given base method is {base.name!r}, not {base_name!r}")
     if not stage_names:
         return base
     stages = [STAGES.get(n)(num_classes, seed=seed, **options.get(n, {})) for n in stage_names]

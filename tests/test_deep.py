@@ -27,9 +27,10 @@ from segbench.run.runner import RunConfig, run
 DEEP = [name for name in METHODS.names() if METHODS.get(name).family == "deep"]
 
 
-def _tiny(name: str, num_classes: int = 2, **options) -> DeepMethod:
+def _tiny(name: str, num_classes: int = 2, *, artifacts_dir=None, **options) -> DeepMethod:
     """A deep method with its quick (tiny) architecture, no progress bar, CPU."""
-    return build_method(name, num_classes, quick=True, options={name: {"progress": False, "device": "cpu", **options}})
+    return build_method(name, num_classes, quick=True, artifacts_dir=artifacts_dir,
+                        options={name: {"progress": False, "device": "cpu", **options}})
 
 
 @pytest.fixture(scope="module")
@@ -185,8 +186,7 @@ def test_bad_training_options_fail_early():
 @pytest.mark.parametrize("name", DEEP)
 def test_checkpoint_reloads_to_identical_outputs(name, lesions, tmp_path):
     train, val = lesions
-    method = _tiny(name, epochs=1)
-    method.artifacts_dir = tmp_path
+    method = _tiny(name, epochs=1, artifacts_dir=tmp_path)
     method.fit(train[:8], val[:2])
     path = tmp_path / CHECKPOINT_NAME
     assert path.is_file() and (tmp_path / "history.csv").is_file()
@@ -199,14 +199,12 @@ def test_checkpoint_reloads_to_identical_outputs(name, lesions, tmp_path):
     assert loaded.train_result is None
     np.testing.assert_array_equal(loaded.predict_proba(image), expected)
 
-    reused = _tiny(name, epochs=1)
-    reused.artifacts_dir = tmp_path  # the same cell again: its best.pt is reused instead of retraining
+    reused = _tiny(name, epochs=1, artifacts_dir=tmp_path)  # the same cell again: its best.pt is reused instead of retraining
     reused.fit(train[:8], val[:2])
     assert reused.train_result is None
     np.testing.assert_array_equal(reused.predict_proba(image), expected)
 
-    changed = _tiny(name, epochs=2)
-    changed.artifacts_dir = tmp_path  # other training options: not reused
+    changed = _tiny(name, epochs=2, artifacts_dir=tmp_path)  # other training options: not reused
     with pytest.warns(UserWarning, match="other settings"):
         changed.fit(train[:8], val[:2])
     assert changed.train_result is not None
@@ -265,7 +263,7 @@ def test_tta_scales_run_the_network_at_other_resolutions(lesions):
     pipe.fit(train[:8], val[:2])
     image = val[0].image
     base = pipe.base
-    half = base.predict_proba(image, scale=0.5)
+    half = base.predict_proba_scaled(image, 0.5)
     assert half.shape == (2, 64, 64) and not np.allclose(half, base.predict_proba(image))
     np.testing.assert_allclose(pipe.predict_proba(image), (half + base.predict_proba(image)) / 2, atol=1e-6)
 

@@ -97,10 +97,10 @@ def test_batched_throughput_runs_the_network_once_per_batch(monkeypatch):
     calls = []
     original = UNetMethod.predict_proba_batch
     monkeypatch.setattr(UNetMethod, "predict_proba_batch", lambda self, x: calls.append(len(x)) or original(self, x))
-    table = method_latency_table(["unet", "otsu"], [(48, 40)], repeats=2, warmup=1, batch_size=4, log=lambda s: None)
+    table = method_latency_table(["unet", "otsu"], [(48, 40)], repeats=2, warmup=1, batch_sizes=(4,), log=lambda s: None)
     assert set(table["status"]) == {"ok"}, table["error"].tolist()
     assert calls == [4] * 3  # one forward pass of 4 images per call: 1 warm-up + 2 timed
     assert list(table["batching"]) == ["network", "sequential"] and (table["batch_size"] == 4).all()
     np.testing.assert_allclose(table["images_per_s"], 4e3 / table["latency_ms_p50"])
-    with pytest.raises(ValueError, match="batch_size"):
-        method_latency_table(["otsu"], [(32, 24)], batch_size=0)
+    with pytest.raises(ValueError, match="batch sizes"):
+        method_latency_table(["otsu"], [(32, 24)], batch_sizes=(0,))

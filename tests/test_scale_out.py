@@ -17,7 +17,9 @@ from segbench.methods import METHODS
 from segbench.run.runner import RunConfig, run
 
 TINY = {"synthetic": {"num_images": 10, "size": (48, 40)}, "synthetic-multiclass": {"num_images": 10, "size": (48, 40)}}
-TIMING = ["train_s", "latency_ms_p50", "latency_ms_p95", "latency_ms_mean", "latency_ms_std", "threads", "peak_mem_mb"]
+TIMING = ["train_s", "threads", "peak_mem_mb",
+          *(f"{part}_{stat}" for part in ("latency_ms", "model_ms", "overhead_ms") for stat in ("p50", "p95", "mean", "std"))]
+PER_IMAGE_TIMING = ["latency_ms", "model_ms", "overhead_ms"]
 
 
 def _grid(out: Path, **kw) -> RunConfig:
@@ -35,7 +37,7 @@ def test_dask_local_cluster_gives_the_same_tables(tmp_path):
     rows = dask.summary.set_index(["dataset", "method", "seed"])
     assert (rows.xs("pixel-rf+morph", level="method")["base_cell"] == rows.xs("pixel-rf", level="method")["cell"]).all()
     pd.testing.assert_frame_equal(local.summary.drop(columns=TIMING), dask.summary.drop(columns=TIMING))
-    pd.testing.assert_frame_equal(local.per_image.drop(columns=["latency_ms"]), dask.per_image.drop(columns=["latency_ms"]))
+    pd.testing.assert_frame_equal(local.per_image.drop(columns=PER_IMAGE_TIMING), dask.per_image.drop(columns=PER_IMAGE_TIMING))
 
 
 def test_failing_cell_is_retried_recorded_and_the_rest_finishes(tmp_path):

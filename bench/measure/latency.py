@@ -6,24 +6,34 @@ measures the kernels and not only their launch. Results are the median, p95, mea
 milliseconds, images per second, and the peak memory of the timed calls, with everything needed to read the
 figure (device name, dtype, AMP and channels-last flags, threads, image size, batch size).
 
-Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` after a reset; on CPU, the growth of the process's
-peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs`` on Linux) above the resident set
-before the warm-up, i.e. the extra memory inference needed.
+Peak memory (``MemoryProbe``), over the untimed warm-up calls (each predicts one image): on CUDA,
+``torch.cuda.max_memory_allocated`` after a reset; on CPU, the larger of the ``tracemalloc`` peak (NumPy
+and Python allocations) and the growth of the process's peak resident set (``VmHWM``, which also sees
+torch's allocations), above what was in use before, i.e. the extra memory predicting needs.
+
+Threads: ``configured_threads`` makes torch, BLAS/OpenMP pools and scikit-learn follow one count, the one
+recorded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+import tracemalloc
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
-__all__ = ["synchronize", "timed_call", "summarize_ms", "LatencyResult", "measure", "MemoryProbe", "method_latency_table"]
+from segbench.datasets.transforms import resize_image, work_shape
+from segbench.measure.roofline import accelerator, roofline_ms
+
+__all__ = ["synchronize", "timed_call", "summarize_ms", "summarize_split", "configured_threads", "LatencyResult", "measure", "MemoryProbe", "method_latency_table"]
 
 R = TypeVar("R")
 
@@ -45,17 +55,37 @@ def timed_call(fn: Callable[..., R], *args: Any, **kwargs: Any) -> tuple[R, floa
     return result, (time.perf_counter() - start) * 1e3
 
 
-def summarize_ms(times_ms: Sequence[float]) -> dict[str, float]:
-    """``latency_ms_p50``, ``latency_ms_p95``, ``latency_ms_mean``, ``latency_ms_std`` (NaN if empty)."""
+def summarize_ms(times_ms: Sequence[float], prefix: str = "latency_ms") -> dict[str, float]:
+    """``<prefix>_p50``, ``_p95``, ``_mean``, ``_std`` of times in ms (NaN if empty)."""
     t = np.asarray(times_ms, dtype=np.float64)
     if t.size == 0:
-        return {k: float("nan") for k in ("latency_ms_p50", "latency_ms_p95", "latency_ms_mean", "latency_ms_std")}
+        return {f"{prefix}_{k}": float("nan") for k in ("p50", "p95", "mean", "std")}
     return {
-        "latency_ms_p50": float(np.median(t)),
-        "latency_ms_p95": float(np.percentile(t, 95)),
-        "latency_ms_mean": float(t.mean()),
-        "latency_ms_std": float(t.std(ddof=1)) if t.size > 1 else 0.0,
+        f"{prefix}_p50": float(np.median(t)),
+        f"{prefix}_p95": float(np.percentile(t, 95)),
+        f"{prefix}_mean": float(t.mean()),
+        f"{prefix}_std": float(t.std(ddof=1)) if t.size > 1 else 0.0,
     }
+
+
+def summarize_split(latency_ms: Sequence[float], model_ms: Sequence[float], overhead_ms: Sequence[float]) -> dict[str, float]:
+    """End-to-end latency statistics beside those of its parts (``Prediction.model_ms`` and ``.overhead_ms``)."""
+    return {**summarize_ms(latency_ms), **summarize_ms(model_ms, "model_ms"), **summarize_ms(overhead_ms, "overhead_ms")}
+
+
+@contextlib.contextmanager
+def configured_threads(threads: int | None = None) -> Iterator[int]:
+    """Make every library follow one thread count, and yield it (the figure to record).
+
+    torch takes ``threads`` (None: keep its setting, which ``OMP_NUM_THREADS`` decides at start-up); BLAS and
+    OpenMP pools (NumPy, SciPy, scikit-learn's gradient boosting) are limited to the same number through
+    threadpoolctl; scikit-learn forests and scikit-image feature workers read ``torch.get_num_threads()``.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    n = torch.get_num_threads()
+    with threadpool_limits(limits=n):
+        yield n
 
 
 def _status_kb(field: str) -> int | None:
@@ -69,7 +99,15 @@ def _status_kb(field: str) -> int | None:
 
 
 class MemoryProbe:
-    """Peak memory of a block of code: CUDA max allocated, or growth of the CPU peak resident set."""
+    """Peak memory of a block of code, in MiB above what was in use when it started.
+
+    On CUDA, the caching allocator's peak (``torch.cuda.max_memory_allocated`` after a reset). On the CPU,
+    the larger of two figures, since neither sees everything: the peak of memory traced by ``tracemalloc``
+    (every NumPy array and Python object, whether or not the allocator returns it to the system), and the
+    growth of the process's peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs``; it also
+    sees torch's and other native allocations, but only where they enlarge the process). A block that
+    allocates an array therefore never reads 0.
+    """
 
     def __init__(self, device: str) -> None:
         self.cuda = device.startswith("cuda") and torch.cuda.is_available()
@@ -79,21 +117,29 @@ class MemoryProbe:
         if self.cuda:
             torch.cuda.reset_peak_memory_stats()
             self._base = torch.cuda.memory_allocated()
-        else:
-            try:  # "5" resets the peak resident set (VmHWM) to the current one (Linux >= 4.0)
-                Path("/proc/self/clear_refs").write_text("5")
-            except OSError:
-                pass
-            self._base = _status_kb("VmRSS")
+            return self
+        self._own_trace = not tracemalloc.is_tracing()
+        if self._own_trace:
+            tracemalloc.start()
+        tracemalloc.reset_peak()
+        self._traced = tracemalloc.get_traced_memory()[0]
+        try:  # "5" resets the peak resident set (VmHWM) to the current one (Linux >= 4.0)
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass
+        self._base = _status_kb("VmRSS")
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.cuda:
             self.peak_mb = (torch.cuda.max_memory_allocated() - self._base) / 2**20
-        else:
-            peak = _status_kb("VmHWM")
-            if peak is not None and self._base is not None:
-                self.peak_mb = max(0, peak - self._base) / 1024
+            return
+        traced_mb = max(0, tracemalloc.get_traced_memory()[1] - self._traced) / 2**20
+        if self._own_trace:
+            tracemalloc.stop()
+        peak = _status_kb("VmHWM")
+        rss_mb = max(0, peak - self._base) / 1024 if peak is not None and self._base is not None else 0.0
+        self.peak_mb = max(traced_mb, rss_mb)
 
 
 @dataclass
@@ -144,11 +190,12 @@ def measure(
     from segbench.run.environment import device_name
 
     times = []
-    # The probe spans the warm-up too: allocators keep what warm-up freed, so a probe started after it
-    # would miss the memory inference needs.
-    with torch.inference_mode(), MemoryProbe(device) as memory:
-        for _ in range(warmup):
-            fn()
+    with torch.inference_mode():
+        # The probe spans the warm-up (allocators keep what the first calls freed, so the resident set grows
+        # only then) and stays off the timed calls (tracing allocations costs time). No warm-up: no figure.
+        with MemoryProbe(device) as memory:
+            for _ in range(warmup):
+                fn()
         for _ in range(repeats):
             synchronize(device)
             start = time.perf_counter()
@@ -157,7 +204,8 @@ def measure(
             times.append((time.perf_counter() - start) * 1e3)
     return LatencyResult(
         times_ms=times, warmup=warmup, repeats=repeats, batch_size=batch_size, device=device,
-        device_name=device_name(device), threads=torch.get_num_threads(), peak_mem_mb=memory.peak_mb, **context,
+        device_name=device_name(device), threads=torch.get_num_threads(),
+        peak_mem_mb=memory.peak_mb if warmup else float("nan"), **context,
     )
 
 
@@ -165,7 +213,7 @@ def _timing_method(spec: str, size: tuple[int, int], *, device: str, amp: bool, 
     """A method ready to predict at ``size`` (W, H), with its default options (the architecture and model size
     that are benchmarked): untrained where it allows (deep models: random weights, which cost the same), else
     fitted on a few synthetic images of that size (a forest fitted on few pixels may be shallower, so cheaper,
-    than one fitted on a real training split)."""
+    than one fitted on a real training split). Stages are fitted either way (cheap; some tune on the images)."""
     from segbench.datasets import build_dataset
     from segbench.methods import METHODS, build_method, split_spec
 
@@ -177,39 +225,31 @@ def _timing_method(spec: str, size: tuple[int, int], *, device: str, amp: bool, 
         options[base_name] = extra
     dataset = build_dataset("synthetic", options={"num_images": 8, "size": size, "seed": seed})
     method = build_method(spec, dataset.num_classes, seed=seed, work_size=size, options=options)
-    base = getattr(method, "base", method)
-    if base.prepare_untrained():
-        stages = getattr(method, "stages", [])
-        for stage in stages:  # stages are cheap to fit, and some tune on the training images
-            stage.fit(base, dataset.subset(dataset.ids()[:6]), None)
-        return method, dataset, "untrained"
-    method.fit(dataset.subset(dataset.ids()[:6]), dataset.subset(dataset.ids()[6:]))
-    return method, dataset, "quick fit on synthetic"
+    train, val = dataset.subset(dataset.ids()[:6]), dataset.subset(dataset.ids()[6:])
+    prepared = "untrained" if method.prepare_untrained() else "quick fit on synthetic"
+    if not method.fitted:  # a pipeline around a prepared base fits only its stages
+        method.fit(train, val)
+    return method, dataset, prepared
 
 
 def _precision(method: Any) -> dict[str, Any]:
     """Where and how a method runs: device, dtype, and whether AMP and channels-last are in effect."""
-    base = getattr(method, "base", method)
-    device = str(getattr(base, "device", "cpu"))
-    opts = getattr(base, "opts", None)
+    device = str(method.device)
     on_cuda = device.startswith("cuda")
-    amp = bool(getattr(opts, "amp", False)) and on_cuda  # the training loop autocasts on CUDA only
+    amp = bool(getattr(method.opts, "amp", False)) and on_cuda  # the training loop autocasts on CUDA only
     dtype = "float32"
     if amp:
         from segbench.methods.deep.device import amp_dtype
 
         dtype = str(amp_dtype(torch.device(device), True)).removeprefix("torch.")
-    return {"device": device, "dtype": dtype, "amp": amp, "channels_last": bool(getattr(opts, "channels_last", False)) and on_cuda}
+    return {"device": device, "dtype": dtype, "amp": amp, "channels_last": bool(getattr(method.opts, "channels_last", False)) and on_cuda}
 
 
 def _batched_call(method: Any, image: Any, batch_size: int) -> tuple[Callable[[], Any], str]:
-    """The call to time for ``batch_size`` images, and how it batches (see ``method_latency_table``)."""
-    if batch_size == 1:
-        return (lambda: method.predict(image)), "none"
+    """The call to time for ``batch_size`` images (``batch_size > 1``), and how it batches (see ``method_latency_table``)."""
     if hasattr(method, "predict_proba_batch"):  # a bare deep method (a Pipeline has no batched path)
-        import numpy as np
-
-        batch = np.repeat(image[None], batch_size, axis=0)
+        small = resize_image(image, work_shape(*image.shape[:2], method.work_size))
+        batch = np.repeat(small[None], batch_size, axis=0)
         return (lambda: method.predict_proba_batch(batch)), "network"
     return (lambda: [method.predict(image) for _ in range(batch_size)]), "sequential"
 
@@ -222,37 +262,75 @@ def method_latency_table(
     amp: bool = False,
     warmup: int = 3,
     repeats: int = 10,
-    batch_size: int = 1,
+    batch_sizes: Sequence[int] = (1,),
+    threads: int | None = None,
+    roofline: str | None = None,
     seed: int = 0,
     log: Callable[[str], None] = print,
 ) -> Any:
-    """Latency of each method's ``predict`` at each input size (W, H), working at that size.
+    """Latency of each method's prediction at each input size (W, H), working at that size.
 
-    With ``batch_size > 1`` a call handles that many images: a deep method without stages runs its network
-    once on the batch (``batching="network"``: throughput, probabilities only); anything else predicts the
-    images one after another (``batching="sequential"``), so its images per second stay comparable.
+    At batch size 1 a call is ``Method.infer`` on one image: ``latency_ms_*`` end to end, split into
+    ``model_ms_*`` (the method's own work) and ``overhead_ms_*`` (conversion, resizes, argmax). With a batch
+    size above 1 a call handles that many images: a deep method without stages runs its network once on the
+    batch (``batching="network"``: throughput, probabilities only); anything else predicts the images one
+    after another (``batching="sequential"``), so its images per second stay comparable. Deep methods also
+    get ``params`` and ``flops`` (one image at the working size), and with ``roofline`` (an accelerator name,
+    ``segbench.measure.roofline``) ``roofline_ms``, a lower bound on the call's latency there.
     A method that fails is recorded with its error; the others still run.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise ValueError(f"batch sizes must be >= 1, got {list(batch_sizes)}")
     import pandas as pd
 
+    peak = accelerator(roofline) if roofline else None
     rows = []
-    for spec in methods:
-        for size in sizes:
-            head = {"method": spec, "image_size": f"{size[0]}x{size[1]}"}
-            try:
-                method, dataset, prepared = _timing_method(spec, size, device=device, amp=amp, seed=seed)
-                image = dataset[dataset.ids()[-1]].image
-                call, batching = _batched_call(method, image, batch_size)
-                result = measure(call, warmup=warmup, repeats=repeats, batch_size=batch_size,
-                                 image_size=head["image_size"], **_precision(method))
-                rows.append({**head, "status": "ok", "error": "", "family": method.family, "prepared": prepared,
-                             "batching": batching, **result.row()})
-                log(f"{spec:>24} {head['image_size']:>9}: p50 {rows[-1]['latency_ms_p50']:9.2f} ms")
-            except Exception as exc:  # one method's failure must not lose the others' figures
-                rows.append({**head, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
-                log(f"{spec:>24} {head['image_size']:>9}: FAILED {rows[-1]['error']}")
+    with configured_threads(threads):
+        for spec in methods:
+            for size in sizes:
+                head = {"method": spec, "image_size": f"{size[0]}x{size[1]}"}
+                try:
+                    method, dataset, prepared = _timing_method(spec, size, device=device, amp=amp, seed=seed)
+                    image = dataset[dataset.ids()[-1]].image
+                    cost = method.cost(image.shape[:2])
+                except Exception as exc:  # one method's failure must not lose the others' figures
+                    rows.append({**head, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+                    log(f"{spec:>24} {head['image_size']:>9}: FAILED {rows[-1]['error']}")
+                    continue
+                for batch_size in batch_sizes:
+                    try:
+                        row = _latency_row(method, image, batch_size, warmup=warmup, repeats=repeats, context=head)
+                        if peak is not None and cost:
+                            pixels = int(np.prod(work_shape(*image.shape[:2], method.work_size)))
+                            row["roofline_device"] = peak.name
+                            row["roofline_ms"] = roofline_ms(peak, flops=cost["flops"], params=cost["params"], batch=batch_size,
+                                                             pixels=pixels, num_classes=method.num_classes)
+                        rows.append({**head, "status": "ok", "error": "", "family": method.family, "prepared": prepared,
+                                     **cost, **row})
+                        log(f"{spec:>24} {head['image_size']:>9} batch {batch_size:>3}: p50 {row['latency_ms_p50']:9.2f} ms")
+                    except Exception as exc:
+                        rows.append({**head, "batch_size": batch_size, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+                        log(f"{spec:>24} {head['image_size']:>9}: FAILED {rows[-1]['error']}")
     table = pd.DataFrame(rows)
     table["image_size"] = table["image_size"].astype(str)
     return table
+
+
+def _latency_row(method: Any, image: np.ndarray, batch_size: int, *, warmup: int, repeats: int,
+                 context: dict[str, Any]) -> dict[str, Any]:
+    """One timed configuration: the ``LatencyResult`` row, with the model/overhead split at batch size 1."""
+    if batch_size == 1:
+        parts: list[tuple[float, float]] = []  # (model_ms, overhead_ms) of each call; not the predictions themselves
+
+        def call() -> None:
+            prediction = method.infer(image)
+            parts.append((prediction.model_ms, prediction.overhead_ms))
+
+        result = measure(call, warmup=warmup, repeats=repeats, image_size=context["image_size"], **_precision(method))
+        model_ms, overhead_ms = zip(*parts[warmup:])
+        split = summarize_split(result.times_ms, model_ms, overhead_ms)
+        return {**result.row(), **split, "batching": "none"}
+    call, batching = _batched_call(method, image, batch_size)
+    result = measure(call, warmup=warmup, repeats=repeats, batch_size=batch_size, image_size=context["image_size"],
+                     **_precision(method))
+    return {**result.row(), "batching": batching}

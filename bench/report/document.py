@@ -63,6 +63,11 @@ def _scores_display(table: pd.DataFrame, label: str) -> pd.DataFrame:
     out["train s"] = table["train_s"].map(lambda v: fmt(v, 1))
     out["latency ms p50"] = table["latency_ms_p50"].map(lambda v: fmt(v, 1))
     out["latency ms p95"] = table["latency_ms_p95"].map(lambda v: fmt(v, 1))
+    out["model ms p50"] = table["model_ms_p50"].map(lambda v: fmt(v, 1))
+    out["overhead ms p50"] = table["overhead_ms_p50"].map(lambda v: fmt(v, 2))
+    if table["flops"].notna().any():  # deep methods only
+        out["GFLOPs"] = (table["flops"] / 1e9).map(lambda v: fmt(v, 2))
+        out["params M"] = (table["params"] / 1e6).map(lambda v: fmt(v, 2))
     return out
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "reliability_figure",
     "scores_figure",
     "spread_labels",
+    "throughput_figure",
 ]
 
 _DPI = 110
@@ -181,6 +182,32 @@ def accuracy_latency_figure(points: Mapping[str, pd.DataFrame], labels: Mapping[
     fig.tight_layout()
     for names in panel_names:  # after the layout: label sizes and point positions are final in pixels
         _unstack_labels(fig, names)
+    return fig
+
+
+def throughput_figure(table: pd.DataFrame) -> Figure | None:
+    """Images per second against batch size (log 2 axis), one line per deep method and input size.
+
+    Args:
+        table: ``segbench latency`` rows with ``method``, ``image_size``, ``batch_size``, ``images_per_s``,
+            ``family`` and ``status``. Only deep methods (whose network runs once per batch) are drawn.
+
+    Returns:
+        The figure, or None when no deep method was timed.
+    """
+    ok = table[(table["status"] == "ok") & (table["family"] == "deep")]
+    if ok.empty:
+        return None
+    plt, sns = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=_DPI)
+    d = ok.assign(input=ok["image_size"].astype(str))
+    sns.lineplot(data=d, x="batch_size", y="images_per_s", hue="method", style="input", markers=True, ax=ax)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(d["batch_size"].unique()), labels=[str(int(b)) for b in sorted(d["batch_size"].unique())])
+    ax.set(xlabel="batch size (images per forward pass)", ylabel="images per second (p50)",
+           title=f"Throughput on {d['device_name'].iloc[0]}")
+    ax.legend(fontsize=6, loc="best")
+    fig.tight_layout()
     return fig
 
 

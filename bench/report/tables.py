@@ -49,7 +49,10 @@ ALPHA = 0.05
 #: Cost and accuracy columns of ``summary.csv`` carried into the scores table (mean over seeds), as
 #: ``(summary column, scores-table column)``; add a column here to carry it.
 SCORE_COLUMNS = [("dataset_pixel_accuracy", "pixel_accuracy"), ("dataset_mean_pixel_accuracy", "mean_pixel_accuracy"),
-                 ("train_s", "train_s"), ("latency_ms_p50", "latency_ms_p50"), ("latency_ms_p95", "latency_ms_p95")]
+                 ("train_s", "train_s"), ("latency_ms_p50", "latency_ms_p50"), ("latency_ms_p95", "latency_ms_p95"),
+                 # the latency split, and deep methods' size and FLOPs (NaN where not recorded)
+                 ("model_ms_p50", "model_ms_p50"), ("overhead_ms_p50", "overhead_ms_p50"), ("params", "params"),
+                 ("flops", "flops")]
 #: Columns of ``paired_table``.
 PAIRED_COLUMNS = ["method_a", "method_b", "seeds", "n_images", "dice_a", "dice_b", "diff", "diff_low", "diff_high",
                   "test", "p", "p_holm", "significant", "verdict"]

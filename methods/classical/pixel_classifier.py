@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from skimage.color import rgb2lab
 from skimage.feature import multiscale_basic_features
 from sklearn.ensemble import RandomForestClassifier
@@ -39,7 +40,12 @@ class PixelForest(Method):
         sigma_max: float = 16.0
         num_sigma: int = 5
         use_position: bool = False
-        n_jobs: int = -1
+        #: Worker threads of the forest; None: the configured threads (``torch.get_num_threads()``, which
+        #: ``--threads``, ``OMP_NUM_THREADS`` and the runner set), so the recorded thread count is what ran.
+        n_jobs: int | None = None
+
+    def _n_jobs(self) -> int:
+        return self.opts.n_jobs if self.opts.n_jobs is not None else torch.get_num_threads()
 
     def _features(self, image: np.ndarray) -> np.ndarray:
         lab = rgb2lab(image).astype(np.float32)
@@ -51,6 +57,7 @@ class PixelForest(Method):
             sigma_min=self.opts.sigma_min,
             sigma_max=self.opts.sigma_max,
             num_sigma=self.opts.num_sigma,
+            workers=self._n_jobs(),  # None would use every core
         )
         if self.opts.use_position:
             h, w = image.shape[:2]
@@ -75,13 +82,14 @@ class PixelForest(Method):
             n_estimators=self.opts.n_estimators,
             max_depth=self.opts.max_depth,
             min_samples_leaf=self.opts.min_samples_leaf,
-            n_jobs=self.opts.n_jobs,
+            n_jobs=self._n_jobs(),
             random_state=self.seed,
         ).fit(x, y)
 
     def _predict_proba(self, image: np.ndarray) -> np.ndarray:
         feats = self._features(image)
         h, w = image.shape[:2]
+        self.forest_.n_jobs = self._n_jobs()  # the threads configured now, not when it was fitted
         known = self.forest_.predict_proba(feats.reshape(h * w, -1))
         proba = np.zeros((h * w, self.num_classes), dtype=np.float32)
         proba[:, self.forest_.classes_] = known  # classes absent from training keep probability 0

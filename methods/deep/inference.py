@@ -18,7 +18,7 @@ from segbench.datasets.base import IGNORE_INDEX, Sample
 from segbench.measure.metrics import ConfusionMatrix
 from segbench.methods.deep.device import amp_dtype, autocast
 
-__all__ = ["Normalization", "prepare", "predict_proba_tensor", "predict_proba_batch", "evaluate_model"]
+__all__ = ["Normalization", "prepare", "predict_proba_tensor", "predict_proba_batch", "softmax_batch", "evaluate_model"]
 
 
 @dataclass(frozen=True)
@@ -94,11 +94,25 @@ def predict_proba_batch(
     channels_last: bool = True,
 ) -> np.ndarray:
     """``(N, H, W, 3) uint8`` -> ``(N, C, H, W) float32`` softmax probabilities in one forward pass."""
+    return softmax_batch(model, images, norm, device=device, amp=amp, channels_last=channels_last).cpu().numpy()
+
+
+@torch.inference_mode()
+def softmax_batch(
+    model: nn.Module,
+    images: np.ndarray,
+    norm: Normalization,
+    *,
+    device: torch.device,
+    amp: bool = True,
+    channels_last: bool = True,
+) -> Tensor:
+    """``predict_proba_batch`` leaving the ``(N, C, H, W) float32`` probabilities on ``device``."""
     model.eval()
     x = prepare(torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))), norm, device, channels_last)
     with autocast(device, amp_dtype(device, amp)):
         logits = model(x)
-    return F.softmax(logits.float(), dim=1).cpu().numpy().astype(np.float32, copy=False)
+    return F.softmax(logits.float(), dim=1)
 
 
 def evaluate_model(

@@ -33,13 +33,15 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from segbench.datasets.base import IGNORE_INDEX, Sample
+from segbench.datasets.io import to_rgb
 from segbench.datasets.transforms import WorkSize, resize_image, resize_proba, work_shape
 from segbench.methods.base import Method
 from segbench.methods.deep.checkpoint import load_checkpoint, save_checkpoint
 from segbench.methods.deep.device import pick_device, seed_everything
-from segbench.methods.deep.inference import Normalization, predict_proba_batch, predict_proba_tensor
+from segbench.methods.deep.inference import Normalization, predict_proba_batch, predict_proba_tensor, softmax_batch
 from segbench.methods.deep.training import TrainConfig, TrainResult, train_model
 
 __all__ = ["DeepMethod", "CHECKPOINT_NAME"]
@@ -261,40 +263,47 @@ class DeepMethod(Method):
 
     # -- inference --------------------------------------------------------------------------------------
 
-    def predict_proba(self, image: np.ndarray, *, scale: float = 1.0) -> np.ndarray:
-        """``(H, W, 3) uint8`` -> ``(C, H, W) float32`` probabilities at the image's size.
-
-        Args:
-            image: The image at its original size.
-            scale: Run the network at ``scale`` times the working resolution (test-time augmentation);
-                probabilities are resized back to the image either way.
-        """
-        if scale == 1.0:
-            return super().predict_proba(image)
+    def predict_proba_scaled(self, image: np.ndarray, scale: float) -> np.ndarray:
+        """Run the network at ``scale`` times the working resolution (test-time augmentation); the
+        probabilities are resized back to the image."""
         if scale <= 0:
             raise ValueError(f"{self.name}: scale must be > 0, got {scale}")
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"{self.name}: expected an (H, W, 3) image, got shape {image.shape}")
+        if scale == 1.0:
+            return self.predict_proba(image)
+        image = to_rgb(image)
         h, w = image.shape[:2]
         wh, ww = work_shape(h, w, self.work_size)
         small = resize_image(image, (max(1, round(wh * scale)), max(1, round(ww * scale))))
-        return resize_proba(self._predict_proba(small), (h, w))
+        return resize_proba(self._proba_tensor(small[None])[0], (h, w))
 
     def predict_proba_batch(self, images: np.ndarray) -> np.ndarray:
         """``(N, h, w, 3) uint8`` images already at the working resolution -> ``(N, C, h, w)`` in one forward
         pass: the batched throughput path of ``segbench latency --batch`` (``predict_proba`` is batch size 1)."""
+        return self._proba_tensor(images).cpu().numpy()
+
+    def cost(self, shape: tuple[int, int]) -> dict[str, float]:
+        """``params`` (learned weights) and ``flops`` (floating-point operations, a multiply-add counting 2, as
+        ``torch.utils.flop_counter.FlopCounterMode`` counts them) of one forward pass on one ``(H, W)`` image
+        resized to the working size."""
+        if self.model is None:
+            raise RuntimeError(f"{self.name}: not fitted; call fit (or prepare_untrained) first")
+        small = np.zeros((1, *work_shape(*shape, self.work_size), 3), np.uint8)
+        with FlopCounterMode(display=False) as counter:
+            self._proba_tensor(small)
+        return {"params": float(sum(p.numel() for p in self.model.parameters())), "flops": float(counter.get_total_flops())}
+
+    def _proba_tensor(self, images: np.ndarray) -> torch.Tensor:
+        """``(N, h, w, 3) uint8`` at the working resolution -> ``(N, C, h, w)`` probabilities left on ``device``."""
         if self.model is None or self.norm is None:
             raise RuntimeError(f"{self.name}: not fitted; call fit (or load a checkpoint) first")
-        return predict_proba_batch(
-            self.model, images, self.norm, device=self.device, amp=self.opts.amp, channels_last=self.opts.channels_last
-        )
+        return softmax_batch(self.model, images, self.norm, device=self.device, amp=self.opts.amp, channels_last=self.opts.channels_last)
+
+    def _work_proba(self, small: np.ndarray) -> torch.Tensor | np.ndarray:
+        # Untiled, the probabilities stay on the device: the resize back and the argmax run there too.
+        return super()._work_proba(small) if self.tiling is not None else self._proba_tensor(small[None])[0]
 
     def _predict_proba(self, image: np.ndarray) -> np.ndarray:
-        if self.model is None or self.norm is None:
-            raise RuntimeError(f"{self.name}: not fitted; call fit (or load a checkpoint) first")
-        return predict_proba_tensor(
-            self.model, image, self.norm, device=self.device, amp=self.opts.amp, channels_last=self.opts.channels_last
-        )
+        return self._proba_tensor(image[None])[0].cpu().numpy()
 
 
 def _plain(value: Any) -> Any:

@@ -270,16 +270,11 @@ class SlidingWindowMethod(DeepMethod):
                 scores[..., i, j] = self.model.classify(padded[..., i * stride : i * stride + window, j * stride : j * stride + window])
         return scores
 
-    def _predict_proba(self, image: np.ndarray) -> np.ndarray:
-        h, w = image.shape[:2]
-        proba = _upsample_grid(F.softmax(self._scores(image[None], self.one_pass), dim=1), self.opts.stride, (h, w))
-        return proba[0].cpu().numpy().astype(np.float32, copy=False)
-
-    def predict_proba_batch(self, images: np.ndarray) -> np.ndarray:
-        """``(N, h, w, 3) uint8`` at the working resolution -> ``(N, C, h, w)``: this method's own way in one
-        call (``segbench latency --batch``): the loop classifies N windows per call, the one-pass network N images."""
+    def _proba_tensor(self, images: np.ndarray) -> Tensor:
+        """``(N, h, w, 3) uint8`` at the working resolution -> ``(N, C, h, w)`` on the device: this method's own
+        way in one call (``segbench latency --batch``): the loop classifies N windows per call, the one-pass network N images."""
         proba = F.softmax(self._scores(images, self.one_pass), dim=1)
-        return _upsample_grid(proba, self.opts.stride, images.shape[1:3]).cpu().numpy().astype(np.float32, copy=False)
+        return _upsample_grid(proba, self.opts.stride, images.shape[1:3]).float()
 
     # -- training ---------------------------------------------------------------------------------------
 

@@ -2,9 +2,9 @@
 
 Written after any method (``unet+tta``, ``deeplab+tta+crf``). For each scale and flip, the method before
 the stage predicts on the transformed image; the probabilities are mapped back (flipped back, resized to
-the image) and averaged with the plain prediction the stage receives. A deep method runs its network at
-``scale`` times its working resolution (``DeepMethod.predict_proba(image, scale=...)``); any other method
-gets the image itself rescaled.
+the image) and averaged with the plain prediction the stage receives. Scaling goes through the method's
+``predict_proba_scaled`` hook: a deep method runs its network at ``scale`` times its working resolution,
+any other method gets the image itself rescaled.
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ from typing import Literal
 import numpy as np
 
 from segbench.datasets.base import Sample
-from segbench.datasets.transforms import resize_image, resize_proba
 from segbench.methods.base import STAGES, Method, Stage
-from segbench.methods.deep.method import DeepMethod
 
 __all__ = ["TestTimeAugmentation"]
 
@@ -67,16 +65,6 @@ class TestTimeAugmentation(Stage):
         """Keep the method before the stage: it is called again on each transformed image."""
         self.before = before
 
-    def _predict(self, image: np.ndarray, scale: float) -> np.ndarray:
-        assert self.before is not None
-        if scale == 1.0:
-            return self.before.predict_proba(image)
-        if isinstance(self.before, DeepMethod):
-            return self.before.predict_proba(image, scale=scale)
-        h, w = image.shape[:2]
-        small = resize_image(image, (max(1, round(h * scale)), max(1, round(w * scale))))
-        return resize_proba(self.before.predict_proba(small), (h, w))
-
     def apply(self, image: np.ndarray, proba: np.ndarray) -> np.ndarray:
         """``image (H, W, 3) uint8`` and the plain ``proba (C, H, W)`` -> the average over all views."""
         if self.before is None:
@@ -88,6 +76,6 @@ class TestTimeAugmentation(Stage):
                 if scale == 1.0 and flip is None:
                     continue  # the plain prediction, received as ``proba``
                 view = _flip(image, flip, (0, 1))
-                total += _flip(self._predict(view, scale), flip, (1, 2))
+                total += _flip(self.before.predict_proba_scaled(view, scale), flip, (1, 2))
                 count += 1
         return (total / count).astype(np.float32)

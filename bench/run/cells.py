@@ -1,0 +1,259 @@
+"""One cell of the grid: its task (everything a worker needs, picklable), how it is fitted (sharing a fitted base
+with the other pipelines of the run, ``segbench.run.shared_bases``) and scored on the clean test images and
+each corruption variant, and the outcome a worker returns to the driver (``segbench.run.runner``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from segbench.datasets import DataError, build_dataset
+from segbench.datasets.base import Sample
+from segbench.datasets.corruptions import corrupt
+from segbench.datasets.transforms import WorkSize
+from segbench.measure.boundary import DEFAULT_TOLERANCE
+from segbench.measure.cell_measures import CellMeasures
+from segbench.measure.latency import (
+    MemoryProbe,
+    configured_threads,
+    summarize_split,
+    timed_call,
+)
+from segbench.measure.metrics import (
+    ConfusionMatrix,
+    flatten_scores,
+    scores_from_confusion,
+)
+from segbench.methods import IncompatibleError, Method, build_method
+from segbench.methods.prediction import Prediction
+from segbench.methods.tiling import Tiling
+from segbench.run.environment import device_name
+from segbench.run.records import write_atomic
+from tqdm.auto import tqdm
+
+__all__ = ["CellTask", "CellOutcome", "evaluate_cell", "fit_cell", "failed_outcome"]
+
+
+@dataclass(frozen=True)
+class CellTask:
+    """One cell, self-contained and picklable, so any worker can compute it."""
+
+    key: str
+    dataset_spec: str
+    dataset_name: str
+    method: str
+    seed: int
+    split: dict[str, list[str]]
+    artifacts_dir: str
+    data_dir: str | None
+    dataset_options: dict[str, Any]
+    method_options: dict[str, dict[str, Any]]
+    size: WorkSize
+    tiling: Tiling | None
+    quick: bool
+    warmup: int
+    save_predictions: bool
+    threads: int | None = None
+    fold: int = 0
+    n_folds: int = 1
+    train_fraction: float = 1.0
+    #: ``(corruption, severity)`` test variants scored after the clean test images.
+    variants: tuple[tuple[str, int], ...] = ()
+    #: Shared fitted base: where it is saved (``fitted_base.pt`` of the provider's artifacts), whether this
+    #: cell is the provider that saves it, and otherwise the provider's key (it loads the base from there).
+    base_path: str = ""
+    save_base: bool = False
+    base_cell: str = ""
+    boundary_tolerance: str = DEFAULT_TOLERANCE
+
+
+@dataclass
+class CellOutcome:
+    """What a worker returns: the summary row, per-image rows, extras for cell.json, each test image's
+    confusion matrix (so reports can bootstrap dataset-level scores), and PNG-encoded predictions."""
+
+    summary: dict[str, Any]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    confusions: np.ndarray | None = None
+    predictions: dict[str, bytes] = field(default_factory=dict)
+    #: One ``{"summary", "rows", "confusions", "matrix"}`` per corrupted test variant, scored like the clean one.
+    variants: list[dict[str, Any]] = field(default_factory=list)
+    #: False for errors that another attempt cannot mend (a bad data file).
+    retry: bool = True
+
+    @property
+    def status(self) -> str:
+        return self.summary["status"]
+
+
+def failed_outcome(exc: BaseException, *, trace: str | None = None) -> CellOutcome:
+    return CellOutcome({"status": "failed", "error": f"{type(exc).__name__}: {exc}"}, extra={"traceback": trace or ""},
+                       retry=not isinstance(exc, DataError))
+
+
+def evaluate_cell(task: CellTask) -> CellOutcome:
+    """Fit one method on one dataset's train split and score it on test (val when there is no test).
+
+    Never raises: an error becomes a ``failed`` outcome, a method that cannot handle the dataset a
+    ``skipped`` one.
+    """
+    try:
+        with configured_threads(task.threads):
+            return _evaluate(task)
+    except IncompatibleError as exc:
+        return CellOutcome({"status": "skipped", "error": str(exc)})
+    except Exception as exc:  # one failing cell must not stop the grid
+        return failed_outcome(exc, trace=traceback.format_exc())
+
+
+def _evaluate(task: CellTask) -> CellOutcome:
+    dataset = build_dataset(task.dataset_spec, data_dir=task.data_dir, options=task.dataset_options)
+    split = task.split
+    eval_split = "test" if split["test"] else "val"
+    method = build_method(
+        task.method,
+        dataset.num_classes,
+        seed=task.seed,
+        work_size=task.size,
+        ignore_index=dataset.ignore_index,
+        options=task.method_options,
+        quick=task.quick,
+        tiling=task.tiling,
+        artifacts_dir=task.artifacts_dir,
+    )
+    train = dataset.subset(split["train"])
+    val = dataset.subset(split["val"]) if split["val"] and eval_split == "test" else None
+    method, train_s, base_cell = fit_cell(task, method, train, val)
+
+    test_ids = split[eval_split]
+    device = str(method.device)
+    clean = _score(task, method, dataset, test_ids, device, corruption="none", severity=0)
+    variants = [_score(task, method, dataset, test_ids, device, corruption=c, severity=sev) for c, sev in task.variants]
+    fixed = {
+        "status": "ok",
+        "error": "",
+        "family": method.family,
+        "eval_split": eval_split,
+        "n_train": len(split["train"]),
+        "n_val": len(split["val"]),
+        "n_test": len(test_ids),
+        "train_s": train_s,
+        "base_cell": base_cell,
+        **{k: method.train_info.get(k) for k in ("epochs_run", "budget_s", "stop_reason")},  # empty: no network trained
+    }
+    after = {"method_config": json.dumps(method.config(), default=str)}
+    for scored in (clean, *variants):
+        scored["summary"] = {**fixed, **scored["summary"], "work_size": json.dumps(method.work_size), **after}
+    extra = {"confusion_matrix": clean.pop("matrix"), "class_names": list(dataset.class_names),
+             "reliability": clean.pop("reliability")}
+    return CellOutcome(clean["summary"], clean["rows"], extra, clean["confusions"], clean["predictions"], variants)
+
+
+def _score(
+    task: CellTask, method: Method, dataset: Any, test_ids: list[str], device: str, *, corruption: str, severity: int
+) -> dict[str, Any]:
+    """Predict and score the test images, clean or corrupted (``corrupt``, seeded per image); the clean pass
+    warms the method up first (giving the memory and cost figures) and alone saves predictions."""
+    meter = ConfusionMatrix(dataset.num_classes, ignore_index=dataset.ignore_index)
+    measures = CellMeasures(dataset.class_names, ignore_index=dataset.ignore_index, tolerance=task.boundary_tolerance)
+    rows, times, model_ms, overhead_ms, confusions, predictions = [], [], [], [], [], {}
+    peak_mem_mb, cost = float("nan"), {}
+    clean = corruption == "none"
+    desc = f"{task.method} predict" + ("" if clean else f" {corruption}-{severity}")
+    with torch.inference_mode():
+        for i, sample_id in enumerate(tqdm(test_ids, desc=desc, leave=False, disable=None)):
+            sample = dataset.load(sample_id)
+            image = sample.image if clean else corrupt(sample.image, corruption, severity, seed=_image_seed(sample_id))
+            if i == 0 and clean:  # first calls pay for lazy initialisation and are never timed; they give the memory figure
+                with MemoryProbe(device) as memory:
+                    for _ in range(max(1, task.warmup)):
+                        method.infer(image)
+                peak_mem_mb, cost = memory.peak_mb, method.cost(image.shape[:2])
+            # One pass per image: the labels are timed; the probabilities (calibration) come afterwards, untimed.
+            prediction, ms = timed_call(method.infer, image)
+            labels = prediction.labels
+            times.append(ms)
+            model_ms.append(prediction.model_ms)
+            overhead_ms.append(prediction.overhead_ms)
+            confusions.append(meter.update(sample.mask, labels, ignore_mask=sample.ignore))
+            rows.append(_image_row(task, dataset.class_names, sample_id, confusions[-1], ms, prediction, corruption, severity))
+            rows[-1].update(measures.update(sample.mask, labels, prediction.proba(), ignore_mask=sample.ignore))
+            if task.save_predictions and clean:
+                buffer = io.BytesIO()
+                Image.fromarray(labels.astype(np.uint8)).save(buffer, format="PNG")
+                predictions[sample_id] = buffer.getvalue()
+    result = meter.compute()
+    summary = {
+        "corruption": corruption,
+        "severity": severity,
+        **summarize_split(times, model_ms, overhead_ms),
+        "peak_mem_mb": peak_mem_mb,
+        **cost,
+        "device": device,
+        "device_name": device_name(device),
+        "threads": torch.get_num_threads(),
+        **flatten_scores(result["dataset"], dataset.class_names, prefix="dataset_"),
+        **flatten_scores(result["per_image"], dataset.class_names, prefix="per_image_"),
+        **measures.summary(),
+    }
+    c = dataset.num_classes
+    stacked = np.stack(confusions) if confusions else np.zeros((0, c, c), np.int64)
+    return {"summary": summary, "rows": rows, "confusions": stacked, "matrix": meter.matrix.tolist(),
+            "predictions": predictions, "reliability": measures.reliability()}
+
+
+def _image_seed(sample_id: str) -> int:
+    """A corruption seed per image, the same in every process and run (``hash`` of a str is salted per process)."""
+    return int(hashlib.sha1(sample_id.encode()).hexdigest()[:8], 16)
+
+
+def _image_row(
+    task: CellTask, class_names: tuple[str, ...], sample_id: str, cm: np.ndarray, ms: float, prediction: Prediction,
+    corruption: str, severity: int,
+) -> dict[str, Any]:
+    row = {"dataset": task.dataset_name, "method": task.method, "seed": task.seed, "fold": task.fold,
+           "train_fraction": task.train_fraction, "corruption": corruption, "severity": severity, "image_id": sample_id}
+    return {**row, **flatten_scores(scores_from_confusion(cm), class_names), "latency_ms": ms,
+            "model_ms": prediction.model_ms, "overhead_ms": prediction.overhead_ms}
+
+
+
+def fit_cell(task: CellTask, method: Method, train: Sequence[Sample], val: Sequence[Sample] | None) -> tuple[Method, float, str]:
+    """Fit the cell's method, sharing its base with other cells of the run; returns the fitted method, the
+    training seconds (a reused base counts with the time its provider took to fit it) and the key of the cell
+    whose fitted base was reused ("" where this cell fitted its own)."""
+    path = Path(task.base_path) if task.base_path else None
+    if task.base_cell and path is not None and path.is_file():
+        # Our own file, written by this run's provider cell; it holds a pickled method, so not weights_only.
+        shared = torch.load(path, weights_only=False)
+        method = method.with_base(shared["base"])
+        start = time.perf_counter()
+        method.fit_stages(train, val)
+        return method, shared["fit_s"] + time.perf_counter() - start, task.base_cell
+    if not task.save_base:  # a lone method, or a provider's base that is missing (it failed): fit it all here
+        start = time.perf_counter()
+        method.fit(train, val)
+        return method, time.perf_counter() - start, ""
+    base = method.base_method
+    start = time.perf_counter()
+    base.fit(train, val)
+    fit_s = time.perf_counter() - start
+    assert path is not None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda p: torch.save({"base": base, "fit_s": fit_s}, p))
+    start = time.perf_counter()
+    method.fit_stages(train, val)
+    fit_s += time.perf_counter() - start
+    return method, fit_s, ""
