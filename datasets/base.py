@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from segbench.datasets.io import DataError
+from segbench.datasets.errors import DataError
 from segbench.registry import Registry
 
 __all__ = [

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segbench.datasets.io import DataError
+from segbench.datasets.errors import DataError
 
 __all__ = ["MASK_MODES", "MaskRule", "decide_rule"]
 

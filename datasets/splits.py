@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from segbench.datasets.base import SegmentationDataset
-from segbench.datasets.io import DataError
+from segbench.datasets.errors import DataError
 
 __all__ = [
     "SPLITS",

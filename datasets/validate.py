@@ -11,7 +11,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from segbench.datasets.base import DATASETS, SegmentationDataset, build_dataset, dataset_entries, parse_dataset_spec
-from segbench.datasets.io import DataError
+from segbench.datasets.errors import DataError
 
 __all__ = ["ValidationReport", "check_masks", "missing_classes", "validate_dataset"]
 

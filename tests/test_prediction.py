@@ -216,14 +216,15 @@ def test_pipeline_honours_the_method_contract(tmp_path, data):
     assert pipe.opts is base.opts and pipe.device == base.device == torch.device("cpu")
     assert pipe.artifacts_dir == base.artifacts_dir == tmp_path and pipe.tiling is base.tiling is tiling
     assert pipe.work_size == base.work_size and pipe.num_classes == 2
-    # A pipeline around an already-fitted base fits only its stages.
+    # A pipeline around an already-fitted base fits only its stages (fit_stages; fit would fit the base too).
     base = build_method("otsu", 2)
     base.fit(data.subset(data.ids()[:6]))
     fitted = base.fitted
     calls = []
     base.fit = lambda *a, **k: calls.append(1)  # type: ignore[method-assign]
-    pipe = build_method("otsu+morph", 2, base=base).fit(data.subset(data.ids()[:6]))
+    pipe = build_method("otsu+morph", 2, base=base).fit_stages(data.subset(data.ids()[:6]))
     assert fitted and pipe.base is base and calls == [] and pipe.fitted
+    assert pipe.base_method is base and build_method("otsu+morph", 2).with_base(base).base is base
     with pytest.raises(ValueError, match="not 'slic'"):
         build_method("slic+morph", 2, base=base)
 
