@@ -34,7 +34,8 @@ def _boundary(mask: np.ndarray) -> np.ndarray:
 
 def test_columns_in_tables_and_reliability_in_cell(tmp_path) -> None:
     folder = write_folder_dataset(tmp_path / "data", n=8)
-    config = RunConfig(out=tmp_path / "run", datasets=[f"folder:{folder}"], methods=["otsu"], save_predictions=True)
+    config = RunConfig(out=tmp_path / "run", datasets=[f"folder:{folder}"], methods=["otsu"], save_predictions=True,
+                       cldice=True)
     assert not run(config, progress=False).failures
     summary, per_image = load_tables(config.out)
     for _, row in per_image.iterrows():
@@ -102,6 +103,10 @@ def test_tolerance_enters_the_cell_key_only_when_not_default(tmp_path) -> None:
     assert default != keys("--boundary-tolerance", "2", "--warmup", "1")
     summary = pd.read_csv(tmp_path / "run4" / "summary.csv")
     assert any(c.startswith("per_image_bf1_") for c in summary) and "ece" in summary
+    assert not any("cldice" in c for c in summary)  # centreline Dice only with --cldice (it is slow on large regions)
+    with_cldice = keys("--cldice")
+    assert with_cldice != default
+    assert any(c.startswith("per_image_cldice_") for c in pd.read_csv(tmp_path / "run1" / "summary.csv"))
 
 
 def test_bad_tolerance_is_a_clear_error(tmp_path, capsys) -> None:

@@ -43,7 +43,7 @@ def test_cuda_path_synchronises_around_every_timed_call(monkeypatch):
     """With a fake CUDA device: every call is bracketed by a synchronize on each side."""
     events = []
     monkeypatch.setattr(latency, "synchronize", lambda device=None: events.append(("sync", device)))
-    monkeypatch.setattr("segbench.run.environment.device_name", lambda device: "fake GPU")
+    monkeypatch.setattr(latency, "device_name", lambda device: "fake GPU")
     monkeypatch.setattr(latency.MemoryProbe, "__enter__", lambda self: self)
     monkeypatch.setattr(latency.MemoryProbe, "__exit__", lambda self, *a: None)
     measure(lambda: events.append(("call", None)), warmup=1, repeats=3, device="cuda:0")

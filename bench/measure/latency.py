@@ -27,10 +27,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 
+from segbench.datasets import build_dataset
 from segbench.datasets.transforms import resize_image, work_shape
+from segbench.methods import METHODS, build_method, split_spec
+from segbench.methods.deep.device import amp_dtype
+from segbench.run.environment import device_name
 from segbench.measure.roofline import accelerator, roofline_ms
 
 __all__ = ["synchronize", "timed_call", "summarize_ms", "summarize_split", "configured_threads", "LatencyResult", "measure", "MemoryProbe", "method_latency_table"]
@@ -187,7 +192,6 @@ def measure(
     """
     if warmup < 0 or repeats < 1:
         raise ValueError(f"warmup={warmup} must be >= 0 and repeats={repeats} >= 1")
-    from segbench.run.environment import device_name
 
     times = []
     with torch.inference_mode():
@@ -214,8 +218,6 @@ def _timing_method(spec: str, size: tuple[int, int], *, device: str, amp: bool, 
     that are benchmarked): untrained where it allows (deep models: random weights, which cost the same), else
     fitted on a few synthetic images of that size (a forest fitted on few pixels may be shallower, so cheaper,
     than one fitted on a real training split). Stages are fitted either way (cheap; some tune on the images)."""
-    from segbench.datasets import build_dataset
-    from segbench.methods import METHODS, build_method, split_spec
 
     base_name = split_spec(spec)[0]
     options: dict[str, dict[str, Any]] = {}
@@ -239,7 +241,6 @@ def _precision(method: Any) -> dict[str, Any]:
     amp = bool(getattr(method.opts, "amp", False)) and on_cuda  # the training loop autocasts on CUDA only
     dtype = "float32"
     if amp:
-        from segbench.methods.deep.device import amp_dtype
 
         dtype = str(amp_dtype(torch.device(device), True)).removeprefix("torch.")
     return {"device": device, "dtype": dtype, "amp": amp, "channels_last": bool(getattr(method.opts, "channels_last", False)) and on_cuda}
@@ -281,7 +282,6 @@ def method_latency_table(
     """
     if not batch_sizes or min(batch_sizes) < 1:
         raise ValueError(f"batch sizes must be >= 1, got {list(batch_sizes)}")
-    import pandas as pd
 
     peak = accelerator(roofline) if roofline else None
     rows = []

@@ -46,7 +46,12 @@ _ALPHA = 0.5
 
 
 def _pyplot() -> tuple[ModuleType, ModuleType]:
-    """``(pyplot, seaborn)`` on the Agg backend with the report's theme (imported late: the CLI starts fast)."""
+    """``(pyplot, seaborn)`` on the Agg backend with the report's theme.
+
+    Imported here, late: pyplot and seaborn take ~1.7 s to import on this project's machine, which every
+    command would pay (``segbench list``, a run with no figures); the other matplotlib imports in this module
+    follow a call of this function, so they cost nothing more.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -349,7 +354,7 @@ def _blend(image: np.ndarray, colours: np.ndarray, where: np.ndarray) -> np.ndar
 
 def _class_colours(class_names: Sequence[str]) -> np.ndarray:
     """One RGB colour per class; a class named background stays transparent (NaN)."""
-    import seaborn as sns
+    _, sns = _pyplot()
 
     colours = np.array(sns.color_palette("tab10" if len(class_names) <= 10 else "tab20", len(class_names)))
     for i, name in enumerate(class_names):

@@ -40,7 +40,8 @@ def measures_table(summary: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, s
         has no such columns), best BF1 first; ``label`` names the class or ``"mean over classes"``.
     """
     ok = summary[(summary["dataset"] == dataset) & (summary["status"] == "ok")] if len(summary) else summary
-    columns = ["method", "family", *BOUNDARY_KEYS, "ece", "brier"]
+    keys = [k for k in BOUNDARY_KEYS if any(c.startswith(f"per_image_{k}_") for c in summary.columns)]  # cldice: opt-in
+    columns = ["method", "family", *keys, "ece", "brier"]
     classes = _classes(summary, ok) if len(ok) else []
     if not classes or "ece" not in ok:
         return pd.DataFrame(columns=columns), ""
@@ -48,7 +49,7 @@ def measures_table(summary: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, s
     rows = []
     for method, cells in ok.groupby("method", sort=False):
         row: dict[str, Any] = {"method": method, "family": cells["family"].iloc[0]}
-        for key in BOUNDARY_KEYS:
+        for key in keys:
             if len(classes) == 2:
                 row[key] = float(cells[f"per_image_{key}_{classes[1]}"].mean())
             else:

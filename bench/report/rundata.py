@@ -31,7 +31,7 @@ from segbench.datasets import build_dataset
 from segbench.datasets.base import parse_dataset_spec
 from segbench.measure.metrics import confusion_matrix, flatten_scores, scores_from_confusion
 from segbench.report.robustness import main_rows
-from segbench.run.records import PREDICTIONS_CELL_FILE, load_tables, prediction_dir, prediction_path, slug
+from segbench.run.records import PREDICTIONS_CELL_FILE, load_tables, prediction_dir, prediction_path
 
 __all__ = ["RunData", "headline_columns", "pool_folds"]
 

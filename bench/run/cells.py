@@ -76,6 +76,7 @@ class CellTask:
     save_base: bool = False
     base_cell: str = ""
     boundary_tolerance: str = DEFAULT_TOLERANCE
+    cldice: bool = False
 
 
 @dataclass
@@ -167,7 +168,8 @@ def _score(
     """Predict and score the test images, clean or corrupted (``corrupt``, seeded per image); the clean pass
     warms the method up first (giving the memory and cost figures) and alone saves predictions."""
     meter = ConfusionMatrix(dataset.num_classes, ignore_index=dataset.ignore_index)
-    measures = CellMeasures(dataset.class_names, ignore_index=dataset.ignore_index, tolerance=task.boundary_tolerance)
+    measures = CellMeasures(dataset.class_names, ignore_index=dataset.ignore_index, tolerance=task.boundary_tolerance,
+                            cldice=task.cldice)
     rows, times, model_ms, overhead_ms, confusions, predictions = [], [], [], [], [], {}
     peak_mem_mb, cost = float("nan"), {}
     clean = corruption == "none"

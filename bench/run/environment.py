@@ -11,6 +11,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import torch
+
 __all__ = ["environment", "cpu_name", "device_name"]
 
 _PACKAGES = (
@@ -32,8 +34,6 @@ def cpu_name() -> str:
 def device_name(device: str) -> str:
     """Human name of ``"cpu"`` or ``"cuda[:i]"``."""
     if device.startswith("cuda"):
-        import torch
-
         return torch.cuda.get_device_name(torch.device(device))
     return cpu_name()
 
@@ -58,8 +58,6 @@ def environment(config: dict[str, Any]) -> dict[str, Any]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    import torch
-
     cuda = torch.cuda.is_available()
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

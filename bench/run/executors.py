@@ -66,7 +66,7 @@ class DaskExecutor:
         threads_per_worker: int | None = None,
         preload: list[str] | None = None,
     ) -> None:
-        try:
+        try:  # an optional dependency (segbench[dask]): imported only when asked for
             from dask.distributed import Client, LocalCluster
         except ImportError as exc:
             raise ValueError("the dask executor needs dask.distributed: pip install 'segbench[dask]'") from exc
@@ -87,7 +87,7 @@ class DaskExecutor:
             self.client = Client(self._cluster)
 
     def map_unordered(self, fn, tasks, on_lost):
-        from dask.distributed import as_completed
+        from dask.distributed import as_completed  # optional dependency, as above
 
         # pure=False: a retried cell must run again, not return the cached result of its failed attempt
         futures = {self.client.submit(fn, task, pure=False, retries=0): task for task in tasks}

@@ -101,6 +101,8 @@ class RunConfig:
     share_bases: bool = True
     #: Boundary F1 tolerance: pixels ("3") or percent of the image diagonal ("0.75%").
     boundary_tolerance: str = DEFAULT_TOLERANCE
+    #: Also score centreline Dice (``cldice_<class>``): slow on large regions, meant for thin structures.
+    cldice: bool = False
     #: Wall-clock training budget (seconds) of every method whose training loop takes one (``budget_s``).
     budget_s: float | None = None
     #: The command line that made this run, recorded in each of its cells (the tables' ``command`` column).
@@ -246,6 +248,8 @@ def _plan(config: RunConfig, folder: RunFolder) -> tuple[list[CellTask], dict[st
                 identity["variants"] = variants
             if config.boundary_tolerance != DEFAULT_TOLERANCE:
                 identity["boundary_tolerance"] = config.boundary_tolerance
+            if config.cldice:
+                identity["cldice"] = True
             name_parts = [slug(name), slug(method_spec), f"seed{seed}"]
             name_parts += [f"fold{fold}"] if config.folds is not None else []
             name_parts += [f"train{fraction:g}"] if fraction != 1.0 else []
@@ -258,7 +262,7 @@ def _plan(config: RunConfig, folder: RunFolder) -> tuple[list[CellTask], dict[st
                 warmup=config.warmup, save_predictions=config.save_predictions,
                 threads=config.executor_options.get("threads_per_worker") if config.executor == "dask" else None,
                 fold=fold, n_folds=n_folds, train_fraction=fraction, variants=variants,
-                boundary_tolerance=config.boundary_tolerance,
+                boundary_tolerance=config.boundary_tolerance, cldice=config.cldice,
             )
             tasks.append(task)
             if broken is not None:

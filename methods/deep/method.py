@@ -41,7 +41,7 @@ from segbench.datasets.transforms import WorkSize, resize_image, resize_proba, w
 from segbench.methods.base import Method
 from segbench.methods.deep.checkpoint import load_checkpoint, save_checkpoint
 from segbench.methods.deep.device import pick_device, seed_everything
-from segbench.methods.deep.inference import Normalization, predict_proba_batch, predict_proba_tensor, softmax_batch
+from segbench.methods.deep.inference import Normalization, softmax_batch
 from segbench.methods.deep.training import TrainConfig, TrainResult, train_model
 
 __all__ = ["DeepMethod", "CHECKPOINT_NAME"]
