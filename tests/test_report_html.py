@@ -78,7 +78,7 @@ def test_report_page_loads_every_image_without_console_errors(tmp_path):
     run(config, progress=False)
     write_report(out, formats=("html",))
     dom, stderr = _open(out / "report.html", tmp_path)
-    assert len(re.findall(r"<img\b", dom)) == 4  # scores, accuracy vs latency, per-image, qualitative grid
+    assert len(re.findall(r"<img\b", dom)) == 5  # scores, accuracy vs latency, per-image, reliability, qualitative grid
     assert _problems(dom, stderr) == []
 
 
