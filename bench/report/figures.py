@@ -441,13 +441,17 @@ def reliability_figure(curves: Mapping[str, pd.DataFrame], *, dataset: str) -> F
     plt, sns = _pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(4.8, 5.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.plot([0, 1], [0, 1], color="0.5", linestyle="--", linewidth=0.8, label="perfect calibration")
-    colours = sns.color_palette(n_colors=len(curves))
+    # The default palette repeats after 10 colours; a whole grid's methods need more distinct ones.
+    colours = sns.color_palette("tab20" if len(curves) > 10 else None, n_colors=len(curves))
     for colour, (method, bins) in zip(colours, curves.items()):
         filled = bins[bins["count"] > 0]
         top.plot(filled["confidence"], filled["accuracy"], marker="o", markersize=3, color=colour, label=method)
         bottom.plot(filled["confidence"], filled["count"] / filled["count"].sum(), marker="o", markersize=3, color=colour)
     top.set(title=dataset, ylabel="accuracy", xlim=(0, 1.02), ylim=(0, 1.02))
-    top.legend(fontsize="small", loc="upper left")
+    if len(curves) > 8:  # beside the axes: inside, a long legend hides the curves
+        top.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    else:
+        top.legend(fontsize="small", loc="upper left")
     bottom.set(xlabel="mean top-class confidence per bin", ylabel="share of pixels", yscale="log")
     fig.tight_layout()
     return fig
