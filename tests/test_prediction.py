@@ -4,6 +4,7 @@ figure, FLOPs, roofline and throughput are what they claim; a pipeline honours t
 from __future__ import annotations
 
 import sys
+import time
 
 import numpy as np
 import pandas as pd

@@ -343,7 +343,6 @@ def test_folds_of_a_cell_pool_to_the_cell(report_run, tmp_path):
     record = json.loads((cell / "cell.json").read_text())
     with np.load(cell / "confusion_per_image.npz") as data:
         ids, cms = data["image_id"].astype(str), data["confusion"]
-    names = record["class_names"]
     mine = (per_image["dataset"] == "synthetic") & (per_image["method"] == "otsu") & (per_image["seed"] == 0)
     per_image["fold"] = np.nan
     rows = []
