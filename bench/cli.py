@@ -23,7 +23,7 @@ from segbench.measure.latency import method_latency_table
 from segbench.measure.latency_report import latency_markdown
 from segbench.measure.roofline import accelerator
 from segbench.methods import METHODS, STAGES, split_spec
-from segbench.options import UsageError, csv_of, option_types, parse_assignments, typed_options
+from segbench.options import UsageError, csv_of, option_types, parse_assignments, split_csv, typed_options
 from segbench.registry import ImportFailed, UnknownNameError, import_modules
 from segbench.report import brief_table, write_report
 from segbench.report.figures import save_figure, throughput_figure
@@ -35,10 +35,6 @@ __all__ = ["main", "method_options", "dataset_options"]
 #: Errors in what the user gave (flags, names, data files): one line, exit 2. Anything else is a bug and
 #: keeps its traceback.
 USER_ERRORS = (UsageError, DataError, UnknownNameError, ImportFailed)
-
-
-def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def method_options(items: list[str] | None, methods: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -112,8 +108,8 @@ def _size(text: str) -> Any:
 def _cmd_run(args: argparse.Namespace) -> int:
 
     out = Path(args.out or f"results/run-{datetime.now():%Y%m%d-%H%M%S}")
-    datasets = _csv(args.datasets)
-    methods = _csv(args.methods) if args.methods else default_methods()
+    datasets = split_csv(args.datasets)
+    methods = split_csv(args.methods) if args.methods else default_methods()
     config = RunConfig(
         out=out,
         datasets=datasets,
@@ -178,7 +174,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _positive_ints(text: str, flag: str) -> list[int]:
     try:
-        values = [int(v) for v in _csv(text)]
+        values = [int(v) for v in split_csv(text)]
     except ValueError:
         values = []
     if not values or min(values) < 1:
@@ -189,7 +185,7 @@ def _positive_ints(text: str, flag: str) -> list[int]:
 def _cmd_latency(args: argparse.Namespace) -> int:
 
     sizes = []
-    for text in _csv(args.sizes):
+    for text in split_csv(args.sizes):
         size = parse_size(text)
         if not isinstance(size, tuple):
             raise UsageError(f"--sizes needs WIDTHxHEIGHT values such as 256x256, got {text!r}")
@@ -197,7 +193,7 @@ def _cmd_latency(args: argparse.Namespace) -> int:
     if args.device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UsageError(f"--device {args.device}: CUDA is not available here; use --device cpu")
-    methods = _csv(args.methods) if args.methods else default_methods()
+    methods = split_csv(args.methods) if args.methods else default_methods()
     for spec in methods:
         split_spec(spec)  # unknown names fail here, listing the known ones, before any timing
     out = _writable_folder(Path(args.out or f"results/latency-{datetime.now():%Y%m%d-%H%M%S}"))
@@ -226,7 +222,7 @@ def _cmd_latency(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
 
-    formats = _csv(args.format)
+    formats = split_csv(args.format)
     bad = [f for f in formats if f not in ("md", "html")]
     if bad:
         raise UsageError(f"--format {args.format}: unknown report format(s) {bad}; choose from md, html")

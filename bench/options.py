@@ -22,7 +22,7 @@ import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["UsageError", "parse_assignments", "coerce", "typed_options", "option_types", "csv_of"]
+__all__ = ["UsageError", "parse_assignments", "coerce", "typed_options", "option_types", "csv_of", "split_csv"]
 
 
 class UsageError(ValueError):
@@ -44,7 +44,8 @@ def parse_assignments(items: Iterable[str] | None, flag: str) -> dict[str, dict[
     return out
 
 
-def _items(raw: str) -> list[str]:
+def split_csv(raw: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``: the items of a comma-separated value, blanks dropped."""
     return [t.strip() for t in raw.split(",") if t.strip()]
 
 
@@ -72,7 +73,7 @@ def coerce(raw: str, annotation: Any) -> Any:
             return (exact or loose)[0]
         raise ValueError(f"one of {', '.join(str(a) for a in args)}")
     if origin in (tuple, list) or origin in (Sequence, typing.Sequence) or annotation in (list, tuple):
-        parts = [p.strip("'\"") for p in _items(raw.strip().strip("()[]"))]  # (40,32) and ['a','b'] too
+        parts = [p.strip("'\"") for p in split_csv(raw.strip().strip("()[]"))]  # (40,32) and ['a','b'] too
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(parts) != len(args):
                 raise ValueError(f"{len(args)} comma-separated values")
@@ -145,7 +146,7 @@ def csv_of(item_type: type, *, count: int | None = None) -> Callable[[str], list
 
     def parse(text: str) -> list[Any]:
         try:
-            values = [item_type(t) for t in _items(text)]
+            values = [item_type(t) for t in split_csv(text)]
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated {item_type.__name__} values") from None
         if not values or (count is not None and len(values) != count):

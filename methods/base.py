@@ -294,8 +294,8 @@ class Pipeline(Method):
 
     It honours the whole method contract: settings (``opts``, ``device``, ``artifacts_dir``, ``tiling``,
     ``work_size``, capability flags) are its base method's; stages run at the image's size after the base
-    method's probabilities are resized to it. The base may already be fitted (shared by several pipelines):
-    ``fit`` then fits only the stages.
+    method's probabilities are resized to it. ``fit`` fits the base, then the stages; ``fit_stages`` fits only
+    the stages around a base that is already fitted (one fit shared by several pipelines, ``with_base``).
     """
 
     def __init__(self, base: Method, stages: Sequence[Stage]) -> None:
