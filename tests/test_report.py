@@ -355,6 +355,7 @@ def test_folds_of_a_cell_pool_to_the_cell(report_run, tmp_path):
         images = mine & per_image["image_id"].isin(ids[part])
         per_image.loc[images, "fold"] = fold
         rows.append({**original.to_dict(), "cell": key, "fold": fold, "n_test": len(part),
+                     "confusion": json.dumps(cms[part].sum(0).tolist()),
                      "dataset_dice_lesion": s["dice"][1], "dataset_iou_lesion": s["iou"][1],
                      "per_image_dice_lesion": per_image.loc[images, "dice_lesion"].mean()})
     pd.concat([summary[~pick], pd.DataFrame(rows)]).to_csv(folded / "summary.csv", index=False)
@@ -371,3 +372,12 @@ def test_folds_of_a_cell_pool_to_the_cell(report_run, tmp_path):
     table = table.set_index("method").loc["otsu"]
     for key in ("dice_dataset", "dice_dataset_low", "dice_dataset_high", "dice_per_image_low", "iou_dataset_high"):
         assert table[key] == pytest.approx(full[key], rel=1e-9), key
+    # A committed reference folder has no cells/: the folds still pool, from summary.csv's confusion column.
+    shutil.rmtree(folded / "cells")
+    bare = RunData.load(folded).ok("synthetic").set_index(["method", "seed"]).loc[("otsu", 0)]
+    for column in ("dataset_dice_lesion", "dataset_iou_lesion", "dataset_pixel_accuracy"):
+        assert bare[column] == pytest.approx(original[column], rel=1e-12), column
+    bad = pd.read_csv(folded / "summary.csv")
+    bad.loc[bad["cell"].str.endswith("-fold1"), "confusion"] = np.nan  # one fold without its matrix: no pooled score
+    bad.to_csv(folded / "summary.csv", index=False)
+    assert np.isnan(RunData.load(folded).ok("synthetic").set_index(["method", "seed"]).loc[("otsu", 0), "dataset_dice_lesion"])

@@ -267,6 +267,26 @@ def _match_cells(run_dir: Path, summary: pd.DataFrame) -> dict[Key, tuple[Path, 
     return {k: tuple(v[f] for f in sorted(v)) for k, v in found.items() if k not in missing}
 
 
+def _class_names(summary: pd.DataFrame, dataset: str) -> list[str]:
+    """The dataset's class names in class order, from its ``dataset_iou_<class>`` columns (written in class
+    order; a run with several datasets has the union of their columns, so keep those this dataset fills)."""
+    rows = summary[summary["dataset"] == dataset]
+    return [c.removeprefix("dataset_iou_") for c in summary.columns
+            if c.startswith("dataset_iou_") and rows[c].notna().any()]
+
+
+def _pooled_confusion(rows: pd.DataFrame, paths: tuple[Path, ...] | None) -> np.ndarray | None:
+    """The sum of the folds' confusion matrices: from the cells' records, else from summary.csv's
+    ``confusion`` column (a committed reference folder has no ``cells/``); None when some fold has neither."""
+    records = [json.loads((p / "cell.json").read_text()) for p in paths] if paths else []
+    if records and all(r.get("confusion_matrix") for r in records):
+        return np.sum([np.asarray(r["confusion_matrix"]) for r in records], axis=0)
+    texts = rows["confusion"] if "confusion" in rows.columns else pd.Series(dtype=object)
+    if len(texts) != len(rows) or texts.isna().any() or not all(isinstance(t, str) and t for t in texts):
+        return None
+    return np.sum([np.asarray(json.loads(t)) for t in texts], axis=0)
+
+
 def pool_folds(summary: pd.DataFrame, per_image: pd.DataFrame, cells: dict[Key, tuple[Path, ...]]) -> pd.DataFrame:
     """One summary row per (dataset, method, seed): the rows of a K-fold run's folds pooled.
 
@@ -296,11 +316,10 @@ def pool_folds(summary: pd.DataFrame, per_image: pd.DataFrame, cells: dict[Key, 
         row["n_test"], row["n_folds"], row["fold"] = rows_["n_test"].sum(), len(rows_), np.nan
         dataset_cols = [c for c in summary.columns if c.startswith("dataset_")]
         row[dataset_cols] = np.nan
-        paths = cells.get((dataset, method, int(seed)))
-        records = [json.loads((p / "cell.json").read_text()) for p in paths] if paths else []
-        if records and all(r.get("confusion_matrix") for r in records):
-            cm = np.sum([np.asarray(r["confusion_matrix"]) for r in records], axis=0)
-            pooled = flatten_scores(scores_from_confusion(cm), records[0]["class_names"], prefix="dataset_")
+        cm = _pooled_confusion(rows_, cells.get((dataset, method, int(seed))))
+        names = _class_names(summary, dataset)
+        if cm is not None and len(names) == len(cm):
+            pooled = flatten_scores(scores_from_confusion(cm), names, prefix="dataset_")
             row[[c for c in pooled if c in row.index]] = [pooled[c] for c in pooled if c in row.index]
         images = per_image[(per_image["dataset"] == dataset) & (per_image["method"] == method) & (per_image["seed"] == seed)]
         if "fold" in images.columns:

@@ -24,6 +24,12 @@ from segbench.run.records import (
 __all__ = ["RunFolder"]
 
 
+def _matrix_text(matrix: list[list[int]] | None) -> str:
+    """A cell's confusion matrix as JSON text for summary.csv's ``confusion`` column: with it, folds pool into
+    dataset-level scores from the tables alone (committed reference folders have no ``cells/``)."""
+    return "" if matrix is None else json.dumps(np.asarray(matrix).astype(int).tolist(), separators=(",", ":"))
+
+
 class RunFolder:
     """The driver's side: the only writer of the run folder."""
 
@@ -103,8 +109,10 @@ class RunFolder:
                 older[grid_key(key)] = key
         summaries, per_image = [], []
         for key in ours + list(older.values()):
-            summaries += [{"command": "", **records[key]["summary"]},
-                          *({"command": "", **v["summary"]} for v in records[key].get("variants", []))]
+            record = records[key]
+            summaries += [{"command": "", **record["summary"], "confusion": _matrix_text(record.get("confusion_matrix"))},
+                          *({"command": "", **v["summary"], "confusion": _matrix_text(v.get("confusion_matrix"))}
+                            for v in record.get("variants", []))]
             rows_path = self.cell_dir(key) / "per_image.csv"
             if rows_path.stat().st_size > 1:
                 per_image.append(pd.read_csv(rows_path, dtype={"image_id": str}))
