@@ -344,7 +344,7 @@ class Pipeline(Method):
         return self
 
     def prepare_untrained(self) -> bool:
-        """Prepare the base method for timing; the stages still need ``fit`` (which keeps the prepared base)."""
+        """Prepare the base method for timing; the stages still need ``fit_stages`` (``fit`` would fit the base)."""
         return self.base.prepare_untrained()
 
     def cost(self, shape: tuple[int, int]) -> dict[str, float]:

@@ -104,3 +104,14 @@ def test_batched_throughput_runs_the_network_once_per_batch(monkeypatch):
     np.testing.assert_allclose(table["images_per_s"], 4e3 / table["latency_ms_p50"])
     with pytest.raises(ValueError, match="batch sizes"):
         method_latency_table(["otsu"], [(32, 24)], batch_sizes=(0,))
+
+
+def test_a_pipeline_is_timed_around_an_untrained_base_without_training_it(monkeypatch):
+    """`segbench latency` times deeplab+crf with random weights like deeplab: only the CRF stage is fitted
+    (it used to train the network for its full epochs first)."""
+    from segbench.methods.deep.method import DeepMethod
+
+    monkeypatch.setattr(DeepMethod, "_fit", lambda self, *a, **k: pytest.fail("the base network was trained"))
+    method, _, prepared = latency._timing_method("unet+crf", (48, 40), device="cpu", amp=False, seed=0)
+    assert prepared == "untrained" and method.fitted and method.base.fitted
+    assert method.predict(np.zeros((40, 48, 3), np.uint8)).shape == (40, 48)

@@ -283,8 +283,12 @@ def _timing_method(spec: str, size: tuple[int, int], *, device: str, amp: bool, 
     dataset = build_dataset("synthetic", options={"num_images": 8, "size": size, "seed": seed})
     method = build_method(spec, dataset.num_classes, seed=seed, work_size=size, options=options)
     train, val = dataset.subset(dataset.ids()[:6]), dataset.subset(dataset.ids()[6:])
-    prepared = "untrained" if method.prepare_untrained() else "quick fit on synthetic"
-    if not method.fitted:  # a pipeline around a prepared base fits only its stages
+    if method.prepare_untrained():
+        prepared = "untrained"
+        if not method.fitted:  # a pipeline around a prepared base fits only its stages (fit would train the base)
+            method.fit_stages(train, val)
+    else:
+        prepared = "quick fit on synthetic"
         method.fit(train, val)
     return method, dataset, prepared
 
