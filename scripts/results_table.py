@@ -6,7 +6,8 @@ Takes a run folder (or its summary.csv). The rows are the main comparison (whole
 images) with K folds pooled as the report pools them: dataset-level scores from the summed confusion matrices
 of every fold, per-image scores as means over every test image (``segbench.report.rundata.pool_folds``).
 With several seeds per method, scores are means over seeds ± their standard deviation; times are means.
-Boundary F1 and the expected calibration error are added when the run has them (binary tasks).
+Boundary F1 and the expected calibration error are added when the run has them (BF1 for binary tasks), and
+the epochs a deep method trained (mean over folds) when it trained under ``--budget-s``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ def results_table(summary: pd.DataFrame, scored_class: str | None) -> str:
         extra = {"ece": "ECE"}
     cols |= {k: v for k, v in extra.items() if k in ok.columns and ok[k].notna().any()}
     scores = list(cols)
-    cols |= {"train_s": "train s", "latency_ms_p50": "latency p50 ms"}
+    cols |= {"train_s": "train s"}
+    epochs = "epochs_run" in ok.columns and ok["epochs_run"].notna().any()
+    cols |= {"epochs_run": "epochs"} if epochs else {}
+    cols |= {"latency_ms_p50": "latency p50 ms"}
     grouped = ok.groupby(["method", "family"], sort=False)[list(cols)]
     mean, sd, seeds = grouped.mean(), grouped.std(ddof=1), grouped.size()
     several = bool((seeds > 1).any())
@@ -45,7 +49,9 @@ def results_table(summary: pd.DataFrame, scored_class: str | None) -> str:
         for col in scores:
             value, spread = getattr(row, col), sd.loc[key, col]
             cells.append(f"{value:.3f} ± {spread:.3f}" if several and seeds[key] > 1 else f"{value:.3f}")
-        cells += [f"{row.train_s:.0f}", f"{row.latency_ms_p50:.0f}"]
+        cells += [f"{row.train_s:.0f}"]
+        cells += [("" if pd.isna(row.epochs_run) else f"{row.epochs_run:.0f}")] if epochs else []
+        cells += [f"{row.latency_ms_p50:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
