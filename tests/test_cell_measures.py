@@ -112,3 +112,36 @@ def test_tolerance_enters_the_cell_key_only_when_not_default(tmp_path) -> None:
 def test_bad_tolerance_is_a_clear_error(tmp_path, capsys) -> None:
     assert main(["run", "--methods", "otsu", "--boundary-tolerance", "wide", "--out", str(tmp_path / "x")]) == 2
     assert "boundary tolerance 'wide'" in capsys.readouterr().err
+
+
+def test_stage_effects_pair_each_pipeline_with_the_spec_before_its_last_stage():
+    """Differences are paired per (seed, image) and averaged per seed, then over seeds (checked by hand);
+    images scored for only one side are left out; a method without its 'before' spec gets no row."""
+    from segbench.report.measures import stage_effects_table
+
+    rng = np.random.default_rng(0)
+    images = [f"i{k}" for k in range(5)]
+    rows = []
+    for method in ("a", "a+crf", "b+crf"):
+        for seed in (0, 1):
+            for image in images if method != "a+crf" else images[:4]:  # a+crf misses i4
+                rows.append({"dataset": "d", "method": method, "seed": seed, "image_id": image,
+                             "dice_background": rng.random(), "dice_lesion": rng.random(),
+                             "bf1_background": rng.random(), "bf1_lesion": rng.random(),
+                             "hd95_background": 10 * rng.random(), "hd95_lesion": 10 * rng.random()})
+    per_image = pd.DataFrame(rows)
+    summary = pd.DataFrame([{"dataset": "d", "method": m, "seed": s, "status": "ok", "family": "classical",
+                             "ece": e + s / 100, "per_image_bf1_background": 0.5, "per_image_bf1_lesion": 0.5}
+                            for m, e in (("a", 0.01), ("a+crf", 0.05), ("b+crf", 0.2)) for s in (0, 1)])
+    table = stage_effects_table(summary, per_image, "d")
+    assert table["pipeline"].tolist() == ["a+crf"] and table["before"].tolist() == ["a"]
+    row = table.iloc[0]
+    assert row["images"] == 4
+    assert row["ece_before"] == pytest.approx(0.015) and row["ece_after"] == pytest.approx(0.055)
+    for key in ("dice", "bf1", "hd95"):
+        after = per_image[per_image["method"] == "a+crf"].set_index(["seed", "image_id"])[f"{key}_lesion"]
+        before = per_image[per_image["method"] == "a"].set_index(["seed", "image_id"])[f"{key}_lesion"]
+        by_hand = np.mean([np.mean([after[(s, i)] - before[(s, i)] for i in images[:4]]) for s in (0, 1)])
+        interval = row[f"d_{key}"]
+        assert interval.estimate == pytest.approx(by_hand, abs=1e-12), key
+        assert interval.low <= interval.estimate <= interval.high

@@ -1,4 +1,5 @@
-"""The report's boundary and calibration section of a dataset: a table and a reliability diagram.
+"""The report's boundary and calibration section of a dataset: a table, what each stage changes, and a
+reliability diagram.
 
 Reads the columns ``per_image_{bf1,hd95,assd,cldice}_<class>``, ``ece`` and ``brier`` of summary.csv and the
 ``reliability`` bins of each cell.json (``segbench.measure.cell_measures``). Runs written before these
@@ -16,10 +17,11 @@ import pandas as pd
 from segbench.measure.boundary import BOUNDARY_KEYS, DEFAULT_TOLERANCE
 from segbench.report.figures import reliability_figure, save_figure
 from segbench.report.format import fmt
+from segbench.report.stats import paired_seeds_test
 from segbench.report.render import Figure, Heading, Para, Table
 from segbench.run.records import slug
 
-__all__ = ["measures_blocks", "measures_table", "reliability_table"]
+__all__ = ["measures_blocks", "measures_table", "reliability_table", "stage_effects_table"]
 
 _LABELS = {"bf1": "BF1", "hd95": "HD95 px", "assd": "ASSD px", "cldice": "clDice", "ece": "ECE", "brier": "Brier"}
 
@@ -61,6 +63,69 @@ def measures_table(summary: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, s
     return table.reset_index(drop=True), label
 
 
+def _per_image(per_image: pd.DataFrame, method: str, key: str, classes: list[str]) -> pd.DataFrame:
+    """``(seeds x images)`` per-image values of a score: the foreground class of a binary task, else the mean
+    over the classes where it is defined."""
+    rows = per_image[per_image["method"] == method]
+    columns = [f"{key}_{c}" for c in (classes[1:] if len(classes) == 2 else classes)]
+    values = rows[columns].mean(axis=1, skipna=True)  # NaN only where no class is defined
+    return rows.assign(value=values).pivot_table(index="seed", columns="image_id", values="value", dropna=False)
+
+
+def stage_effects_table(summary: pd.DataFrame, per_image: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """What each stage changes: every pipeline whose spec without its last stage also ran (``slic`` ->
+    ``slic+crf``), compared with it on the same test images.
+
+    Dice, BF1 and HD95 (foreground class, or mean over classes) are paired per (seed, image), as the report's
+    paired comparisons are: the mean difference (after - before) with its 95% interval from the two-level
+    seeds x images bootstrap (``stats.paired_seeds_test``); ECE before and after (per cell over all test pixels,
+    mean over seeds and folds). Empty without such pairs or without boundary columns.
+    """
+    columns = ["pipeline", "before", "d_dice", "d_bf1", "d_hd95", "ece_before", "ece_after", "images"]
+    ok = summary[(summary["dataset"] == dataset) & (summary["status"] == "ok")] if len(summary) else summary
+    rows_here = per_image[per_image["dataset"] == dataset] if "dataset" in per_image.columns else per_image
+    classes = _classes(summary, ok) if len(ok) else []
+    if not classes or rows_here.empty or "ece" not in ok:
+        return pd.DataFrame(columns=columns)
+    methods = list(dict.fromkeys(ok["method"]))
+    out = []
+    for after in methods:
+        before = after.rsplit("+", 1)[0]
+        if "+" not in after or before not in methods:
+            continue
+        row: dict[str, Any] = {"pipeline": after, "before": before}
+        for key in ("dice", "bf1", "hd95"):
+            a, b = _per_image(rows_here, after, key, classes), _per_image(rows_here, before, key, classes)
+            seeds, images = a.index.intersection(b.index), a.columns.intersection(b.columns)
+            diff = a.loc[seeds, images].to_numpy(float) - b.loc[seeds, images].to_numpy(float)
+            row[f"d_{key}"], _ = paired_seeds_test(diff) if diff.size else (None, None)
+            row["images"] = len(images)
+        ece = ok.groupby("method")["ece"].mean()
+        row["ece_before"], row["ece_after"] = float(ece[before]), float(ece[after])
+        out.append(row)
+    return pd.DataFrame(out, columns=columns)
+
+
+def _signed_ci(interval: Any, digits: int) -> str:
+    """``+0.012 [+0.004, +0.020]`` (the estimate alone when the interval is undefined; – when missing)."""
+    if interval is None or np.isnan(interval.estimate):
+        return "–"
+    text = f"{interval.estimate:+.{digits}f}"
+    if np.isnan(interval.low) or np.isnan(interval.high):
+        return text
+    return f"{text} [{interval.low:+.{digits}f}, {interval.high:+.{digits}f}]"
+
+
+def _stage_effects_display(table: pd.DataFrame, label: str) -> pd.DataFrame:
+    return pd.DataFrame({
+        "pipeline": table["pipeline"], "vs": table["before"], "images": table["images"],
+        f"Δ Dice {label} [95% CI]": [_signed_ci(v, 3) for v in table["d_dice"]],
+        f"Δ BF1 {label} [95% CI]": [_signed_ci(v, 3) for v in table["d_bf1"]],
+        "Δ HD95 px [95% CI]": [_signed_ci(v, 1) for v in table["d_hd95"]],
+        "ECE before → after": [f"{fmt(b)} → {fmt(a)}" for b, a in zip(table["ece_before"], table["ece_after"])],
+    })
+
+
 def reliability_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Reliability bins of one method pooled over its cells (seeds): ``confidence, accuracy, count`` per bin.
 
@@ -93,6 +158,14 @@ def measures_blocks(run: Any, dataset: str, fig_dir: Path | None) -> list[Any]:
               "pixel. Definitions: docs/metrics.md."),
         Table(table.rename(columns=_LABELS).map(lambda v: v if isinstance(v, str) else fmt(v))),
     ]
+    effects = stage_effects_table(run.summary, run.per_image, dataset)
+    if not effects.empty:
+        blocks += [
+            Para("What each stage changes, on the same test images: the mean per-image difference (after - before; "
+                 "for HD95 negative is better) with its 95% interval over seeds x images (the paired comparisons' "
+                 "two-level bootstrap), and the expected calibration error before and after the stage."),
+            Table(_stage_effects_display(effects, label)),
+        ]
     if fig_dir is None:
         return blocks
     curves = {}
