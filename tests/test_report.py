@@ -14,6 +14,7 @@ import pytest
 import scipy.stats
 from PIL import Image
 
+from helpers import write_folder_dataset
 from segbench.cli import main
 from segbench.report.figures import pareto_front, spread_labels
 from segbench.methods import METHODS, Method
@@ -381,3 +382,15 @@ def test_folds_of_a_cell_pool_to_the_cell(report_run, tmp_path):
     bad.loc[bad["cell"].str.endswith("-fold1"), "confusion"] = np.nan  # one fold without its matrix: no pooled score
     bad.to_csv(folded / "summary.csv", index=False)
     assert np.isnan(RunData.load(folded).ok("synthetic").set_index(["method", "seed"]).loc[("otsu", 0), "dataset_dice_lesion"])
+
+
+def test_qualitative_grid_of_a_named_folder_dataset(tmp_path):
+    """``folder:NAME=PATH`` runs under NAME; the report re-loads its images by that name (it looked the name up
+    among the kinds, found none and left the grid out)."""
+    root = write_folder_dataset(tmp_path / "data", n=8)
+    out = tmp_path / "run"
+    assert main(["run", "--datasets", f"folder:vessels={root}", "--methods", "otsu", "--save-predictions",
+                 "--no-progress", "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "No qualitative grid" not in md
+    assert (out / "figures" / "qualitative_vessels.png").is_file()

@@ -28,7 +28,7 @@ import pandas as pd
 from PIL import Image
 
 from segbench.datasets import build_dataset
-from segbench.datasets.base import parse_dataset_spec
+from segbench.datasets.base import dataset_entries
 from segbench.measure.metrics import confusion_matrix, flatten_scores, scores_from_confusion
 from segbench.report.robustness import main_rows
 from segbench.run.records import PREDICTIONS_CELL_FILE, load_tables, prediction_dir, prediction_path
@@ -144,12 +144,13 @@ class RunData:
             LookupError: With the reason it cannot be loaded (no config, no data folder...).
         """
         if name not in self._datasets:
-            specs = [s for s in self._config.get("datasets", []) if parse_dataset_spec(s)[0] == name]
             try:
-                if not specs:
+                # The run's names, resolved as the runner resolved them (``folder:drive=...`` is named drive).
+                entries = [e for e in dataset_entries(self._config.get("datasets", [])) if e.name == name]
+                if not entries:
                     raise LookupError("environment.json records no dataset spec for it")
-                dataset = build_dataset(specs[0], data_dir=self._config.get("data_dir"),
-                                        options=(self._config.get("dataset_options") or {}).get(name))
+                dataset = build_dataset(entries[0].spec, data_dir=self._config.get("data_dir"),
+                                        options=entries[0].options(self._config.get("dataset_options") or {}))
                 dataset.ids()  # fail here, not halfway through a figure, when the data folder is missing
                 self._datasets[name] = dataset
             except Exception as exc:  # any loader error means the same thing here: no images to show
