@@ -384,13 +384,18 @@ def test_folds_of_a_cell_pool_to_the_cell(report_run, tmp_path):
     assert np.isnan(RunData.load(folded).ok("synthetic").set_index(["method", "seed"]).loc[("otsu", 0), "dataset_dice_lesion"])
 
 
-def test_qualitative_grid_of_a_named_folder_dataset(tmp_path):
+def test_qualitative_grid_of_a_named_folder_dataset_with_folds(tmp_path):
     """``folder:NAME=PATH`` runs under NAME; the report re-loads its images by that name (it looked the name up
-    among the kinds, found none and left the grid out)."""
+    among the kinds, found none and left the grid out), and finds a K-fold run's label maps under the fold that
+    tested each image (it looked only above the fold folders)."""
     root = write_folder_dataset(tmp_path / "data", n=8)
     out = tmp_path / "run"
     assert main(["run", "--datasets", f"folder:vessels={root}", "--methods", "otsu", "--save-predictions",
-                 "--no-progress", "--out", str(out)]) == 0
+                 "--folds", "2", "--no-progress", "--out", str(out)]) == 0
     md = (out / "report.md").read_text()
-    assert "No qualitative grid" not in md
+    assert "No qualitative grid" not in md and "Not in the qualitative grid" not in md
     assert (out / "figures" / "qualitative_vessels.png").is_file()
+    run_data = RunData.load(out)
+    for image_id, fold in run_data.per_image[["image_id", "fold"]].itertuples(index=False):
+        path = run_data.prediction_path("vessels", "otsu", 0, image_id)
+        assert path.is_file() and path.parent.name == f"fold{fold}"

@@ -214,7 +214,9 @@ class _Report:
                 if not np.isclose(dice[m], expected, rtol=1e-6, equal_nan=True):
                     self.note(dataset, f"The saved prediction of {m} for {image_id} scores {dice[m]:.3f}, not the table's "
                                        f"{expected:.3f}: the predictions folder may hold an earlier setting's output.")
-            rows.append(GridRow(label, image_id, sample.image, sample.mask, preds, dice))
+            # Pixels outside a field of view (the sample's ignore mask) are drawn as ignored, like ignore_index.
+            truth = sample.mask if sample.ignore is None else np.where(sample.ignore, data.ignore_index, sample.mask)
+            rows.append(GridRow(label, image_id, sample.image, truth, preds, dice))
         if not rows:
             self.note(dataset, "No qualitative grid: no per-image scores to choose images by.")
             return []

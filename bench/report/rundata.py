@@ -169,21 +169,24 @@ class RunData:
         return self._masks[key]
 
     def prediction_path(self, dataset: str, method: str, seed: int, image_id: str) -> Path:
-        """Where ``--save-predictions`` wrote a label map."""
+        """Where ``--save-predictions`` wrote a label map (a K-fold run: under the fold that tested the image)."""
+        images = self.per_image
+        if "fold" in images.columns and len(images):
+            rows = images[(images["dataset"] == dataset) & (images["method"] == method) & (images["seed"] == seed)
+                          & (images["image_id"].astype(str) == str(image_id))]
+            if len(rows):
+                in_fold = prediction_path(self.run_dir, dataset, method, seed, image_id, fold=int(rows["fold"].iloc[0]))
+                if in_fold.is_file():
+                    return in_fold
         return prediction_path(self.run_dir, dataset, method, seed, image_id)
 
-    def predictions_cell(self, dataset: str, method: str, seed: int) -> str | None:
-        """Key of the cell whose saved label maps are in the (dataset, method, seed) folder; None if unrecorded.
-
-        Two cells differing only in settings share that folder, and the later one overwrites it.
-        """
-        marker = prediction_dir(self.run_dir, dataset, method, seed) / PREDICTIONS_CELL_FILE
-        return marker.read_text().strip() if marker.is_file() else None
-
     def predictions_match(self, dataset: str, method: str, seed: int) -> bool:
-        """Whether the saved label maps belong to a cell in the tables (assumed when unrecorded: older folders)."""
-        cell, paths = self.predictions_cell(dataset, method, seed), self.cells.get((dataset, method, int(seed)), ())
-        return cell is None or cell in {p.name for p in paths}
+        """Whether the saved label maps belong to cells in the tables (assumed when unrecorded: older folders);
+        a K-fold run records one cell per fold folder."""
+        folder = prediction_dir(self.run_dir, dataset, method, seed)
+        markers = [folder / PREDICTIONS_CELL_FILE, *sorted(folder.glob(f"fold*/{PREDICTIONS_CELL_FILE}"))]
+        recorded = {m.read_text().strip() for m in markers if m.is_file()}
+        return recorded <= {p.name for p in self.cells.get((dataset, method, int(seed)), ())}
 
     def confusions(self, dataset: str, method: str, seed: int, image_ids: Sequence[str]) -> tuple[np.ndarray | None, str | None]:
         """``(N, C, C)`` per-image confusion matrices of one summary row, in the order of ``image_ids``.
