@@ -6,7 +6,8 @@ Takes a run folder (or its summary.csv). The rows are the main comparison (whole
 images) with K folds pooled as the report pools them: dataset-level scores from the summed confusion matrices
 of every fold, per-image scores as means over every test image (``segbench.report.rundata.pool_folds``).
 With several seeds per method, scores are means over seeds ± their standard deviation; times are means.
-Boundary F1 and the expected calibration error are added when the run has them (BF1 for binary tasks), and
+Boundary F1, clDice and the expected calibration error are added when the run has them (BF1 and clDice
+for binary tasks), and
 the epochs a deep method trained (mean over folds) when it trained under ``--budget-s``.
 """
 
@@ -26,7 +27,8 @@ def results_table(summary: pd.DataFrame, scored_class: str | None) -> str:
     if scored_class:  # a binary task: the foreground class's scores
         cols = {f"dataset_dice_{scored_class}": "Dice (dataset)", f"per_image_dice_{scored_class}": "Dice (per image)",
                 f"dataset_iou_{scored_class}": "IoU (dataset)", f"per_image_iou_{scored_class}": "IoU (per image)"}
-        extra = {f"per_image_bf1_{scored_class}": "BF1 (per image)", "ece": "ECE"}
+        extra = {f"per_image_bf1_{scored_class}": "BF1 (per image)",
+                 f"per_image_cldice_{scored_class}": "clDice (per image)", "ece": "ECE"}
     else:  # multi-class: means over classes
         cols = {"dataset_mean_iou": "mIoU (dataset)", "per_image_mean_iou": "mIoU (per image)",
                 "dataset_pixel_accuracy": "pixel acc.", "dataset_mean_pixel_accuracy": "mean pixel acc."}

@@ -76,12 +76,12 @@ def stage_effects_table(summary: pd.DataFrame, per_image: pd.DataFrame, dataset:
     """What each stage changes: every pipeline whose spec without its last stage also ran (``slic`` ->
     ``slic+crf``), compared with it on the same test images.
 
-    Dice, BF1 and HD95 (foreground class, or mean over classes) are paired per (seed, image), as the report's
-    paired comparisons are: the mean difference (after - before) with its 95% interval from the two-level
+    Dice, BF1, HD95 and clDice (with ``--cldice``) of the foreground class, or their means over classes, are
+    paired per (seed, image) as the report's paired comparisons are: the mean difference (after - before) with its 95% interval from the two-level
     seeds x images bootstrap (``stats.paired_seeds_test``); ECE before and after (per cell over all test pixels,
     mean over seeds and folds). Empty without such pairs or without boundary columns.
     """
-    columns = ["pipeline", "before", "d_dice", "d_bf1", "d_hd95", "ece_before", "ece_after", "images"]
+    columns = ["pipeline", "before", "d_dice", "d_bf1", "d_hd95", "d_cldice", "ece_before", "ece_after", "images"]
     ok = summary[(summary["dataset"] == dataset) & (summary["status"] == "ok")] if len(summary) else summary
     rows_here = per_image[per_image["dataset"] == dataset] if "dataset" in per_image.columns else per_image
     classes = _classes(summary, ok) if len(ok) else []
@@ -94,7 +94,10 @@ def stage_effects_table(summary: pd.DataFrame, per_image: pd.DataFrame, dataset:
         if "+" not in after or before not in methods:
             continue
         row: dict[str, Any] = {"pipeline": after, "before": before}
-        for key in ("dice", "bf1", "hd95"):
+        for key in ("dice", "bf1", "hd95", "cldice"):
+            if not any(c.startswith(f"{key}_") for c in rows_here.columns):  # clDice is opt-in (--cldice)
+                row[f"d_{key}"] = None
+                continue
             a, b = _per_image(rows_here, after, key, classes), _per_image(rows_here, before, key, classes)
             seeds, images = a.index.intersection(b.index), a.columns.intersection(b.columns)
             diff = a.loc[seeds, images].to_numpy(float) - b.loc[seeds, images].to_numpy(float)
@@ -122,6 +125,8 @@ def _stage_effects_display(table: pd.DataFrame, label: str) -> pd.DataFrame:
         f"Δ Dice {label} [95% CI]": [_signed_ci(v, 3) for v in table["d_dice"]],
         f"Δ BF1 {label} [95% CI]": [_signed_ci(v, 3) for v in table["d_bf1"]],
         "Δ HD95 px [95% CI]": [_signed_ci(v, 1) for v in table["d_hd95"]],
+        **({f"Δ clDice {label} [95% CI]": [_signed_ci(v, 3) for v in table["d_cldice"]]}
+           if table["d_cldice"].notna().any() else {}),
         "ECE before → after": [f"{fmt(b)} → {fmt(a)}" for b, a in zip(table["ece_before"], table["ece_after"])],
     })
 
