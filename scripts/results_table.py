@@ -7,8 +7,7 @@ images) with K folds pooled as the report pools them: dataset-level scores from 
 of every fold, per-image scores as means over every test image (``segbench.report.rundata.pool_folds``).
 With several seeds per method, scores are means over seeds ± their standard deviation; times are means.
 Boundary F1, clDice and the expected calibration error are added when the run has them (BF1 and clDice
-for binary tasks), and
-the epochs a deep method trained (mean over folds) when it trained under ``--budget-s``.
+for binary tasks), and the epochs a deep method trained (mean over folds) when it trained under ``--budget-s``.
 """
 
 from __future__ import annotations

@@ -77,9 +77,10 @@ def stage_effects_table(summary: pd.DataFrame, per_image: pd.DataFrame, dataset:
     ``slic+crf``), compared with it on the same test images.
 
     Dice, BF1, HD95 and clDice (with ``--cldice``) of the foreground class, or their means over classes, are
-    paired per (seed, image) as the report's paired comparisons are: the mean difference (after - before) with its 95% interval from the two-level
-    seeds x images bootstrap (``stats.paired_seeds_test``); ECE before and after (per cell over all test pixels,
-    mean over seeds and folds). Empty without such pairs or without boundary columns.
+    paired per (seed, image) as the report's paired comparisons are: the mean difference (after - before) with
+    its 95% interval from the two-level seeds x images bootstrap (``stats.paired_seeds_test``); ECE before and
+    after (per cell over all test pixels, mean over seeds and folds). Empty without such pairs or without
+    boundary columns.
     """
     columns = ["pipeline", "before", "d_dice", "d_bf1", "d_hd95", "d_cldice", "ece_before", "ece_after", "images"]
     ok = summary[(summary["dataset"] == dataset) & (summary["status"] == "ok")] if len(summary) else summary
@@ -88,22 +89,20 @@ def stage_effects_table(summary: pd.DataFrame, per_image: pd.DataFrame, dataset:
     if not classes or rows_here.empty or "ece" not in ok:
         return pd.DataFrame(columns=columns)
     methods = list(dict.fromkeys(ok["method"]))
+    ece = ok.groupby("method")["ece"].mean()
+    keys = [k for k in ("dice", "bf1", "hd95", "cldice") if any(c.startswith(f"{k}_") for c in rows_here.columns)]
     out = []
     for after in methods:
         before = after.rsplit("+", 1)[0]
         if "+" not in after or before not in methods:
             continue
-        row: dict[str, Any] = {"pipeline": after, "before": before}
-        for key in ("dice", "bf1", "hd95", "cldice"):
-            if not any(c.startswith(f"{key}_") for c in rows_here.columns):  # clDice is opt-in (--cldice)
-                row[f"d_{key}"] = None
-                continue
+        row: dict[str, Any] = {"pipeline": after, "before": before, **dict.fromkeys(columns[2:6])}
+        for key in keys:  # clDice only with --cldice; a missing score stays None
             a, b = _per_image(rows_here, after, key, classes), _per_image(rows_here, before, key, classes)
             seeds, images = a.index.intersection(b.index), a.columns.intersection(b.columns)
             diff = a.loc[seeds, images].to_numpy(float) - b.loc[seeds, images].to_numpy(float)
             row[f"d_{key}"], _ = paired_seeds_test(diff) if diff.size else (None, None)
             row["images"] = len(images)
-        ece = ok.groupby("method")["ece"].mean()
         row["ece_before"], row["ece_after"] = float(ece[before]), float(ece[after])
         out.append(row)
     return pd.DataFrame(out, columns=columns)

@@ -170,15 +170,21 @@ class RunData:
 
     def prediction_path(self, dataset: str, method: str, seed: int, image_id: str) -> Path:
         """Where ``--save-predictions`` wrote a label map (a K-fold run: under the fold that tested the image)."""
-        images = self.per_image
-        if "fold" in images.columns and len(images):
-            rows = images[(images["dataset"] == dataset) & (images["method"] == method) & (images["seed"] == seed)
-                          & (images["image_id"].astype(str) == str(image_id))]
-            if len(rows):
-                in_fold = prediction_path(self.run_dir, dataset, method, seed, image_id, fold=int(rows["fold"].iloc[0]))
-                if in_fold.is_file():
-                    return in_fold
+        fold = self._test_folds.get((dataset, method, int(seed), str(image_id)))
+        if fold is not None:
+            in_fold = prediction_path(self.run_dir, dataset, method, seed, image_id, fold=fold)
+            if in_fold.is_file():
+                return in_fold
         return prediction_path(self.run_dir, dataset, method, seed, image_id)
+
+    @cached_property
+    def _test_folds(self) -> dict[tuple[str, str, int, str], int]:
+        """``(dataset, method, seed, image_id) -> the fold that tested the image``, read once from per_image.csv."""
+        images = self.per_image
+        if "fold" not in images.columns or images.empty:
+            return {}
+        keys = zip(images["dataset"], images["method"], images["seed"].astype(int), images["image_id"].astype(str))
+        return dict(zip(keys, images["fold"].astype(int)))
 
     def predictions_match(self, dataset: str, method: str, seed: int) -> bool:
         """Whether the saved label maps belong to cells in the tables (assumed when unrecorded: older folders);
@@ -310,6 +316,7 @@ def pool_folds(summary: pd.DataFrame, per_image: pd.DataFrame, cells: dict[Key, 
         return summary
     numeric = summary.select_dtypes("number").columns
     rows = []
+    class_names: dict[str, list[str]] = {}  # per dataset, from the columns: the same for every group
     for (dataset, method, seed), rows_ in groups:
         row = rows_.iloc[0].copy()
         if len(rows_) == 1:  # one fold (or none): the row as the runner wrote it
@@ -321,7 +328,9 @@ def pool_folds(summary: pd.DataFrame, per_image: pd.DataFrame, cells: dict[Key, 
         dataset_cols = [c for c in summary.columns if c.startswith("dataset_")]
         row[dataset_cols] = np.nan
         cm = _pooled_confusion(rows_, cells.get((dataset, method, int(seed))))
-        names = _class_names(summary, dataset)
+        if dataset not in class_names:
+            class_names[dataset] = _class_names(summary, dataset)
+        names = class_names[dataset]
         if cm is not None and len(names) == len(cm):
             pooled = flatten_scores(scores_from_confusion(cm), names, prefix="dataset_")
             row[[c for c in pooled if c in row.index]] = [pooled[c] for c in pooled if c in row.index]
