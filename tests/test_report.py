@@ -325,6 +325,11 @@ def test_report_from_the_tables_alone(report_run, tmp_path):
     assert bare["dice_dataset"].tolist() == full["dice_dataset"].tolist()
     assert bare["dice_per_image_low"].tolist() == full["dice_per_image_low"].tolist()  # from per_image.csv alone
     assert bare["dice_dataset_low"].isna().all()
+    compressed = tmp_path / "compressed"  # a large per-image table may be committed gzipped
+    shutil.copytree(tables, compressed)
+    pd.read_csv(tables / "per_image.csv").to_csv(compressed / "per_image.csv.gz", index=False)
+    (compressed / "per_image.csv").unlink()
+    pd.testing.assert_frame_equal(RunData.load(compressed).per_image, RunData.load(tables).per_image)
     (tables / "per_image.csv").unlink()  # the oldest reference folders hold summary.csv alone
     md = write_report(tables, out_dir=out, formats=("md",))
     assert "Note: No paired comparisons: the run folder has no per-image scores (per_image.csv)." in md

@@ -96,14 +96,15 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def load_tables(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read a run folder's ``summary.csv`` and ``per_image.csv``."""
+    """Read a run folder's ``summary.csv`` and ``per_image.csv`` (or ``per_image.csv.gz``: a committed reference
+    folder may keep a large per-image table compressed)."""
     run_dir = Path(run_dir)
     path = run_dir / "summary.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir}: no summary.csv; is this a run folder written by 'segbench run'?")
     summary = _with_defaults(pd.read_csv(path))
-    images = run_dir / "per_image.csv"
-    per_image = _with_defaults(pd.read_csv(images, dtype={"image_id": str})) if images.is_file() else pd.DataFrame()
+    images = next((p for p in (run_dir / "per_image.csv", run_dir / "per_image.csv.gz") if p.is_file()), None)
+    per_image = _with_defaults(pd.read_csv(images, dtype={"image_id": str})) if images else pd.DataFrame()
     return summary, per_image
 
 
