@@ -140,6 +140,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         severities=args.severities,
         share_bases=not args.no_share_bases,
         budget_s=args.budget_s,
+        budget=args.budget,
+        patience=args.patience,
+        max_epochs=args.max_epochs,
+        precision=args.precision,
         boundary_tolerance=args.boundary_tolerance,
         cldice=args.cldice,
     )
@@ -293,8 +297,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-predictions", action="store_true", help="write each predicted label map as a PNG")
     p.add_argument("--quick", action="store_true", help="small budgets (each method's quick_options): the default suite")
     p.add_argument("--warmup", type=int, default=1, help="untimed predictions before timing (default: 1)")
-    p.add_argument("--budget-s", type=float, default=None, metavar="S",
-                   help="train every deep method for S wall-clock seconds, its learning-rate schedule laid out over them")
+    p.add_argument("--budget-s", type=csv_of(float), default=[], metavar="S[,S...]",
+                   help="train every deep method for S seconds of optimiser work (CPU seconds on CPU, validation not "
+                        "counted), its learning-rate schedule laid out over them; several (30,90,270): a cell per budget")
+    p.add_argument("--budget", choices=["converged"], default=None,
+                   help="converged: train every deep method until its validation score has not improved for "
+                        "--patience epochs, at most --max-epochs (instead of --budget-s)")
+    p.add_argument("--patience", type=int, default=10, help="--budget converged: epochs without improvement (default: 10)")
+    p.add_argument("--max-epochs", type=int, default=100, help="--budget converged: the epoch cap (default: 100)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
+                   help="training precision of every deep method: bf16 (autocast to bfloat16 and channels-last where "
+                        "the CPU or GPU has bfloat16, else float32) or fp32 (default: each method's own, bf16)")
     p.add_argument("--opt", action="append", metavar="METHOD.KEY=VALUE", help="method or stage option (repeatable)")
     p.add_argument("--dataset-opt", action="append", metavar="DATASET.KEY=VALUE", help="dataset option (repeatable)")
     p.add_argument("--tile", type=int, default=None, help="predict in square tiles of this many pixels at the working size")

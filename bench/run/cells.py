@@ -45,6 +45,13 @@ from tqdm.auto import tqdm
 __all__ = ["CellTask", "CellOutcome", "evaluate_cell", "fit_cell", "failed_outcome"]
 
 
+#: What a cell records of its training loop (``DeepMethod.train_info``; empty for methods without one): the
+#: epochs run and the one whose weights were kept, what stopped training, the budget, the patience and epoch
+#: cap, the budget clock's seconds of optimiser work, validation seconds (wall clock) and the precision used.
+TRAIN_COLUMNS = ("epochs_run", "best_epoch", "stop_reason", "budget_s", "patience", "max_epochs", "charged_s", "val_s",
+                 "precision")
+
+
 @dataclass(frozen=True)
 class CellTask:
     """One cell, self-contained and picklable, so any worker can compute it."""
@@ -77,6 +84,9 @@ class CellTask:
     base_cell: str = ""
     boundary_tolerance: str = DEFAULT_TOLERANCE
     cldice: bool = False
+    #: The training budget of this cell on a budget axis (``--budget-s`` with several values; a per-image column
+    #: then, so that the cells of one method at several budgets stay apart); None: no axis.
+    budget_s: float | None = None
 
 
 @dataclass
@@ -152,13 +162,14 @@ def _evaluate(task: CellTask) -> CellOutcome:
         "n_test": len(test_ids),
         "train_s": train_s,
         "base_cell": base_cell,
-        **{k: method.train_info.get(k) for k in ("epochs_run", "budget_s", "stop_reason")},  # empty: no network trained
+        # empty where no network was trained:
+        **{k: method.train_info.get(k) for k in TRAIN_COLUMNS},
     }
     after = {"method_config": json.dumps(method.config(), default=str)}
     for scored in (clean, *variants):
         scored["summary"] = {**fixed, **scored["summary"], "work_size": json.dumps(method.work_size), **after}
     extra = {"confusion_matrix": clean.pop("matrix"), "class_names": list(dataset.class_names),
-             "reliability": clean.pop("reliability")}
+             "reliability": clean.pop("reliability"), "curve": method.train_info.get("curve", [])}
     return CellOutcome(clean["summary"], clean["rows"], extra, clean["confusions"], clean["predictions"], variants)
 
 
@@ -227,6 +238,8 @@ def _image_row(
 ) -> dict[str, Any]:
     row = {"dataset": task.dataset_name, "method": task.method, "seed": task.seed, "fold": task.fold,
            "train_fraction": task.train_fraction, "corruption": corruption, "severity": severity, "image_id": sample_id}
+    if task.budget_s is not None:
+        row["budget_s"] = task.budget_s
     return {**row, **flatten_scores(scores_from_confusion(cm), class_names), "latency_ms": ms,
             "model_ms": prediction.model_ms, "overhead_ms": prediction.overhead_ms}
 

@@ -103,8 +103,17 @@ class RunConfig:
     boundary_tolerance: str = DEFAULT_TOLERANCE
     #: Also score centreline Dice (``cldice_<class>``): slow on large regions, meant for thin structures.
     cldice: bool = False
-    #: Wall-clock training budget (seconds) of every method whose training loop takes one (``budget_s``).
-    budget_s: float | None = None
+    #: Training budgets (seconds of the budget clock: CPU seconds of optimiser work on CPU, see
+    #: ``segbench.methods.deep.training``) of every method whose training loop takes one (``budget_s``); several
+    #: make a grid axis, a cell per budget. Empty: each method's own epochs.
+    budget_s: list[float] = field(default_factory=list)
+    #: ``"converged"``: every deep method trains until its validation score has not improved for ``patience``
+    #: epochs, at most ``max_epochs`` (``--budget converged``); None: ``budget_s`` or each method's own epochs.
+    budget: str | None = None
+    patience: int = 10
+    max_epochs: int = 100
+    #: Training precision of every deep method (``fp32`` or ``bf16``); None: each method's own (``precision``).
+    precision: str | None = None
     #: The command line that made this run, recorded in each of its cells (the tables' ``command`` column).
     command: str = ""
 
@@ -124,8 +133,16 @@ class RunConfig:
             raise ValueError(f"--train-fraction {self.train_fractions}: give fractions in (0, 1], e.g. 0.25,0.5,1.0")
         for name, severity in itertools.product(self.corruptions, self.severities):
             corrupt(np.zeros((8, 8, 3), np.uint8), name, severity, seed=0)  # unknown names and severities fail here
-        if self.budget_s is not None and not self.budget_s > 0:
-            raise ValueError(f"budget_s={self.budget_s} must be > 0 seconds (--budget-s)")
+        if any(not b > 0 for b in self.budget_s) or len(set(self.budget_s)) != len(self.budget_s):
+            raise ValueError(f"--budget-s {self.budget_s}: give distinct budgets > 0 seconds, e.g. 30,90,270")
+        if self.budget not in (None, "converged"):
+            raise ValueError(f"--budget {self.budget!r}: the only named budget is 'converged' (seconds go to --budget-s)")
+        if self.budget is not None and self.budget_s:
+            raise ValueError("--budget converged and --budget-s exclude each other: give one")
+        if self.patience < 1 or self.max_epochs < 1:
+            raise ValueError(f"--patience {self.patience} and --max-epochs {self.max_epochs} must be >= 1")
+        if self.precision not in (None, "fp32", "bf16"):
+            raise ValueError(f"--precision {self.precision!r}: choose fp32 or bf16")
         dataset_entries(self.datasets)
         for spec in self.methods:
             split_spec(spec)
@@ -152,14 +169,34 @@ def _components(method_spec: str) -> list[str]:
     return [base, *stages]
 
 
-def _with_budget(method_spec: str, options: dict[str, dict[str, Any]], budget_s: float | None) -> dict[str, dict[str, Any]]:
-    """``options`` plus the run's budget as the base method's ``budget_s`` option, where its training loop takes
-    one (an explicit ``--opt METHOD.budget_s`` wins). The options enter the cell key, so the budget does too."""
+def _with_training(
+    method_spec: str, options: dict[str, dict[str, Any]], config: RunConfig, budget_s: float | None
+) -> dict[str, dict[str, Any]]:
+    """``options`` plus the run's training settings as the base method's options, where its training loop takes
+    them (an explicit ``--opt METHOD.KEY`` wins): the budget (``budget_s``), or with ``--budget converged`` the
+    patience and epoch cap, and the precision. The options enter the cell key, so these settings do too."""
     base = split_spec(method_spec)[0]
-    if budget_s is None or "budget_s" not in {f.name for f in dataclasses.fields(METHODS.get(base).Options)}:
+    fields = {f.name for f in dataclasses.fields(METHODS.get(base).Options)}
+    settings: dict[str, Any] = {}
+    if budget_s is not None:
+        settings["budget_s"] = budget_s
+    if config.budget == "converged":
+        settings |= {"epochs": config.max_epochs, "patience": config.patience}
+    if config.precision is not None:
+        settings["precision"] = config.precision
+    settings = {k: v for k, v in settings.items() if k in fields}
+    if not settings:
         return options
-    return {**options, base: {"budget_s": budget_s, **options.get(base, {})}}
+    return {**options, base: {**settings, **options.get(base, {})}}
 
+
+
+def _budgets(method_spec: str, config: RunConfig) -> list[float | None]:
+    """The budgets ``method_spec`` runs at: each of ``--budget-s`` where its training loop takes a budget (a cell
+    each), else one cell without."""
+    base = split_spec(method_spec)[0]
+    takes = "budget_s" in {f.name for f in dataclasses.fields(METHODS.get(base).Options)}
+    return list(config.budget_s) if takes and config.budget_s else [None]
 
 
 def _splits(config: RunConfig, dataset: Any, folder: RunFolder, name: str) -> list[dict[str, list[str]]]:
@@ -224,11 +261,13 @@ def _plan(config: RunConfig, folder: RunFolder) -> tuple[list[CellTask], dict[st
         except Exception as exc:  # a missing or broken dataset fails its cells, not the run
             splits = [{"train": [], "val": [], "test": []}] * n_folds
             dataset_config, broken, size = None, failed_outcome(exc, trace=traceback.format_exc()), config.size
-        for method_spec, fold, fraction, seed in itertools.product(
-            config.methods, range(n_folds), config.train_fractions, config.seeds
+        for method_spec, budget_s, fold, fraction, seed in (
+            (m, *rest) for m in config.methods
+            for rest in itertools.product(_budgets(m, config), range(n_folds), config.train_fractions, config.seeds)
         ):
+            budgets = _budgets(method_spec, config)
             method_options = {k: v for k, v in config.method_options.items() if k in _components(method_spec)}
-            method_options = _with_budget(method_spec, method_options, config.budget_s)
+            method_options = _with_training(method_spec, method_options, config, budget_s)
             split = splits[fold]
             if fraction != 1.0:  # nested subsets of the training part, the same for every method
                 split = {**split, "train": train_subset(split["train"], fraction, seed=config.split_seed)}
@@ -253,6 +292,7 @@ def _plan(config: RunConfig, folder: RunFolder) -> tuple[list[CellTask], dict[st
             name_parts = [slug(name), slug(method_spec), f"seed{seed}"]
             name_parts += [f"fold{fold}"] if config.folds is not None else []
             name_parts += [f"train{fraction:g}"] if fraction != 1.0 else []
+            name_parts += [f"budget{budget_s:g}s"] if len(budgets) > 1 else []
             key = f"{'__'.join(name_parts)}-{_hash(identity)}"
             task = CellTask(
                 key=key, dataset_spec=dataset_spec, dataset_name=name, method=method_spec, seed=seed,
@@ -263,6 +303,7 @@ def _plan(config: RunConfig, folder: RunFolder) -> tuple[list[CellTask], dict[st
                 threads=config.executor_options.get("threads_per_worker") if config.executor == "dask" else None,
                 fold=fold, n_folds=n_folds, train_fraction=fraction, variants=variants,
                 boundary_tolerance=config.boundary_tolerance, cldice=config.cldice,
+                budget_s=budget_s if len(budgets) > 1 else None,
             )
             tasks.append(task)
             if broken is not None:
