@@ -145,9 +145,12 @@ def test_budget_axis_makes_a_cell_per_budget(tmp_path, monkeypatch):
                  "synthetic.size=(40,32)", "--methods", "unet,otsu", "--quick", "--retries", "0",
                  "--budget-s", "0.5,1", "--out", str(out)]) == 0
     assert {p.name: p.stat().st_mtime for p in (out / "cells").iterdir()} == before
-    # The report's main comparison takes each method's largest budget.
+    # The report: the training section with its learning curves, and the score at each budget.
     report = (out / "report.md").read_text()
-    assert "unet" in report
+    assert "### Training" in report and "### Score against training budget" in report
+    assert (out / "figures" / "learning_curves_synthetic.png").is_file() and (out / "figures" / "budget_synthetic.png").is_file()
+    budget_table = report.split("### Score against training budget")[1]
+    assert "| unet |" in budget_table and "0.5 s" in budget_table and "1 s" in budget_table
 
 
 def test_bad_budget_fails_early():

@@ -105,7 +105,7 @@ def test_same_seed_same_weights_and_metrics(lesions):
         results.append(train_model(model, train[:8], val[:4], num_classes=2, config=config, seed=7))
         states.append(model.state_dict())
     assert [r["loss"] for r in results[0].history] == [r["loss"] for r in results[1].history]
-    assert [r["val_miou"] for r in results[0].history] == [r["val_miou"] for r in results[1].history]
+    assert [r["val_score"] for r in results[0].history] == [r["val_score"] for r in results[1].history]
     for key in states[0]:
         assert torch.equal(states[0][key], states[1][key]), key
     # A different seed gives a different run.
@@ -129,7 +129,7 @@ def test_early_stopping_restores_the_best_epoch(lesions, monkeypatch):
     model = _tiny("unet").build_model()
     result = train_model(model, train[:8], val[:4], num_classes=2, config=config)
     assert (result.stopped, result.epochs_run, result.best_epoch, result.best_score) == ("early_stopping", 4, 2, 0.7)
-    assert [r["val_miou"] for r in result.history] == [0.5, 0.7, 0.6, 0.65]
+    assert [r["val_score"] for r in result.history] == [0.5, 0.7, 0.6, 0.65]
     for key, value in model.state_dict().items():
         assert torch.equal(value, seen[1][key]), key
 

@@ -38,6 +38,7 @@ from segbench.report.figures import (
 from segbench.report.format import fmt, fmt_ci, fmt_p
 from segbench.report.prose import dataset_intro, paired_intro, paired_sentence, work_sizes_sentence
 from segbench.report.measures import measures_blocks
+from segbench.report.training import training_blocks
 from segbench.report.robustness import report_sections
 from segbench.report.render import Block, Code, Details, Figure, Heading, Para, Table, to_html, to_markdown
 from segbench.report.rundata import RunData, headline_columns
@@ -152,6 +153,9 @@ class _Report:
             blocks += [kinds[kind](*args) for kind, *args in report_sections(
                 run.all_summary, run.all_per_image, dataset=dataset, column=run.headline(dataset)[1], label=label,
                 fig_dir=self.fig_dir)]
+            blocks += [kinds[kind](*args) for kind, *args in training_blocks(
+                run.run_dir, run.all_summary, run.all_per_image, dataset=dataset, column=run.headline(dataset)[1],
+                label=label, fig_dir=self.fig_dir)]
         skipped = d[d["status"] == "skipped"].drop_duplicates("method")
         blocks += [Para(f"Skipped: {r.method} ({r.error}).") for r in skipped.itertuples()]
         return blocks + [Para(f"Note: {n}") for n in self.notes.get(dataset, [])]
