@@ -307,3 +307,54 @@ def test_progress_bar_obeys_no_progress(monkeypatch, show, env, shown):
     bar = progress_bar(range(2), desc="t", show=show)
     assert bar.disable is (not shown)
     bar.close()
+
+
+def test_training_set_is_decoded_once_per_fit(monkeypatch):
+    # The training and validation images are decoded and resized once (held as tensors, augmented on tensors),
+    # not once per epoch: 3 epochs of 6 training images read each image once.
+    ds = DATASETS.get("synthetic")(None, num_images=9, size=(40, 32), seed=0)
+    loads = []
+    original = type(ds).load
+    monkeypatch.setattr(type(ds), "load", lambda self, sample_id: loads.append(sample_id) or original(self, sample_id))
+    ids = ds.ids()
+    method = _tiny("unet", epochs=3, batch_size=2, patience=None)
+    method.fit(ds.subset(ids[:6]), ds.subset(ids[6:]))
+    assert method.train_result.epochs_run == 3
+    assert sorted(loads) == sorted(ids)  # every image once: 6 training, 3 validation
+
+
+def test_precision_is_recorded_and_falls_back_where_bf16_is_not_native(lesions, monkeypatch):
+    from segbench.methods.deep import device as device_module
+
+    train, val = lesions
+    config = TrainConfig(epochs=1, batch_size=4, progress=False, device="cpu", precision="bf16")
+    monkeypatch.setattr(device_module, "cpu_supports_bf16", lambda: False)
+    seed_everything(0)
+    result = train_model(_tiny("unet").build_model(), train[:4], val[:2], num_classes=2, config=config)
+    assert result.precision == "fp32" and "no native bfloat16" in result.precision_note
+    monkeypatch.setattr(device_module, "cpu_supports_bf16", lambda: True)
+    seed_everything(0)
+    model = _tiny("unet").build_model()
+    result = train_model(model, train[:4], val[:2], num_classes=2, config=config)
+    assert result.precision == "bf16" and result.precision_note == ""
+    # Weights stay float32 and contiguous after bf16 training: CPU inference runs in float32.
+    assert all(p.dtype == torch.float32 and p.is_contiguous() for p in model.parameters())
+    fp32 = train_model(_tiny("unet").build_model(), train[:4], val[:2], num_classes=2,
+                       config=dataclasses.replace(config, precision="fp32"))
+    assert fp32.precision == "fp32" and fp32.history[0]["loss"] != result.history[0]["loss"]  # bf16 really ran
+
+
+def test_bf16_training_step_runs_in_bfloat16_on_cpu(monkeypatch):
+    # Under bf16 the forward pass computes in bfloat16 (autocast) on channels-last input; the loss sees float32.
+    from segbench.methods.deep import device as device_module
+
+    monkeypatch.setattr(device_module, "cpu_supports_bf16", lambda: True)
+    seen = {}
+    model = _tiny("unet").build_model()
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda mod, inp, out: seen.update(dtype=out.dtype, channels_last=inp[0].is_contiguous(
+        memory_format=torch.channels_last)))
+    ds = DATASETS.get("synthetic")(None, num_images=4, size=(32, 32), seed=0)
+    config = TrainConfig(epochs=1, batch_size=4, progress=False, device="cpu", precision="bf16")
+    train_model(model, [ds[i] for i in ds.ids()], None, num_classes=2, config=config)
+    assert seen == {"dtype": torch.bfloat16, "channels_last": True}
