@@ -152,6 +152,7 @@ def _evaluate(task: CellTask) -> CellOutcome:
         "n_test": len(test_ids),
         "train_s": train_s,
         "base_cell": base_cell,
+        "scored_class": dataset.headline_class(),  # what the headline Dice/IoU score: a class, or "mean"
         **{k: method.train_info.get(k) for k in ("epochs_run", "budget_s", "stop_reason")},  # empty: no network trained
     }
     after = {"method_config": json.dumps(method.config(), default=str)}
