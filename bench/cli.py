@@ -27,7 +27,7 @@ from segbench.options import UsageError, csv_of, option_types, parse_assignments
 from segbench.registry import ImportFailed, UnknownNameError, import_modules
 from segbench.report import brief_table, write_report
 from segbench.report.figures import save_figure, throughput_figure
-from segbench.run.environment import environment
+from segbench.run.environment import environment, loaded_machine
 from segbench.run.runner import RunConfig, run
 
 __all__ = ["main", "method_options", "dataset_options"]
@@ -211,7 +211,8 @@ def _cmd_latency(args: argparse.Namespace) -> int:
     table = method_latency_table(methods, sizes, device=args.device, amp=args.amp, warmup=args.warmup,
                                  repeats=args.repeats, batch_sizes=batches, threads=args.threads, roofline=args.roofline)
     table.to_csv(out / "latency.csv", index=False)
-    text = latency_markdown(table)
+    env = json.loads((out / "environment.json").read_text())
+    text = latency_markdown(table) + (f"\n\n{loaded_machine(env)}" if loaded_machine(env) else "")
     (out / "latency.md").write_text(text)
     print(text)
     if len(batches) > 1:

@@ -55,8 +55,8 @@ from segbench.measure.boundary import DEFAULT_TOLERANCE, check_tolerance
 from segbench.methods import METHODS, split_spec
 from segbench.methods.tiling import Tiling
 from segbench.registry import import_modules
-from segbench.run.cells import CellOutcome, CellTask, evaluate_cell, failed_outcome
-from segbench.run.environment import environment
+from segbench.run.cells import CellOutcome, CellTask, evaluate_cell, failed_outcome, time_latency
+from segbench.run.environment import environment, load_average
 from segbench.run.executors import make_executor
 from segbench.run.folder import RunFolder
 from segbench.run.records import (
@@ -353,12 +353,16 @@ def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] 
     Failed cells are retried up to ``config.retries`` times (a dead worker counts as a failure); finished
     cells found in the run folder are skipped.
     """
+    load_start = load_average()  # before our own work: what else keeps the machine busy
     import_modules(config.imports)  # modules that register the user's own methods and datasets
     config.validate()
     records = preflight(config, progress=progress, log=log)
     folder = RunFolder(Path(config.out), command=config.command)
     write_dataset_records(folder.root, records)
-    write_atomic(folder.root / "environment.json", lambda p: p.write_text(json.dumps(environment(config.to_json()), indent=1, default=str)))
+    cells_at_once = (config.executor_options.get("workers") or 1) if config.executor == "local" else None
+    env = {**environment(config.to_json()), "load_average_start": load_start, "cells_at_once": cells_at_once,
+           "threads_per_cell": config.cell_threads()}
+    write_atomic(folder.root / "environment.json", lambda p: p.write_text(json.dumps(env, indent=1, default=str)))
     tasks, known = _plan(config, folder)
     keys = [t.key for t in tasks]
     todo = [t for t in tasks if not folder.finished(t.key)]
@@ -389,8 +393,12 @@ def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] 
             finish(task, known[task.key])
         else:
             pending.append(task)
-    options = {**config.executor_options, **({"preload": config.imports} if config.executor == "dask" else {})}
+    options = {**config.executor_options, "preload": config.imports}
+    if config.executor == "dask":
+        options["threads_per_worker"] = config.cell_threads()
     executor = make_executor(config.executor, **options) if pending else None
+    if executor is not None and executor.parallel:  # cells run side by side: none times its latency (see below)
+        pending = [dataclasses.replace(t, defer_latency=True) for t in pending]
     try:
         # Phase 1: the cells that fit a shared base (and save it); phase 2: the cells that load it.
         for phase in ([t for t in pending if t.save_base], [t for t in pending if not t.save_base]):
@@ -401,6 +409,19 @@ def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] 
         if executor is not None:
             executor.close()
         bar.close()
+    # Latency is never timed while other cells of this command run: cells that ran side by side are timed
+    # here, one at a time (also those an interrupted command left untimed).
+    by_key = {t.key: t for t in tasks}
+    deferred = folder.pending_latency(keys)
+    if deferred:
+        log(f"timing the latency of {len(deferred)} cell(s) one at a time")
+    for key in deferred:
+        try:
+            folder.record_latency(key, *time_latency(by_key[key]))
+        except Exception as exc:  # a missing saved method (another machine's disk): the latency stays empty
+            log(f"latency of {key} not timed: {type(exc).__name__}: {exc}")
     summary, per_image = folder.write_tables(keys)
+    env = {**json.loads((folder.root / "environment.json").read_text()), "load_average_end": load_average()}
+    write_atomic(folder.root / "environment.json", lambda p: p.write_text(json.dumps(env, indent=1, default=str)))
     failures = summary[summary["status"] == "failed"][KEY_COLUMNS + ["error"]].to_dict("records") if len(summary) else []
     return RunResult(summary, per_image, failures)
