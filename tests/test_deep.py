@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -358,3 +359,42 @@ def test_bf16_training_step_runs_in_bfloat16_on_cpu(monkeypatch):
     config = TrainConfig(epochs=1, batch_size=4, progress=False, device="cpu", precision="bf16")
     train_model(model, [ds[i] for i in ds.ids()], None, num_classes=2, config=config)
     assert seen == {"dtype": torch.bfloat16, "channels_last": True}
+
+
+def _constant_prediction_loss(data: training.TrainData, seed: int = 0) -> float:
+    """The training loss of the best constant prediction, the class frequencies of the batches' targets (what a
+    network that learned nothing from the images converges to), over one epoch of ``data``'s batches."""
+    batches = list(data.batches(torch.Generator().manual_seed(seed)))
+    targets = torch.cat([t.ravel() for _, t in batches])
+    labels = targets[(targets >= 0) & (targets < 255)]
+    prior = torch.bincount(labels, minlength=2).float() / labels.numel()
+    losses = []
+    for _, target in batches:
+        logits = prior.clamp_min(1e-6).log().view(1, -1, *([1] * (target.ndim - 1)))
+        losses.append(float(data.loss(logits.expand(target.shape[0], -1, *target.shape[1:]).contiguous(), target)))
+    return float(np.mean(losses))
+
+
+@pytest.mark.parametrize("name", DEEP)
+def test_loss_falls_below_a_constant_prediction_in_the_first_epochs(name, monkeypatch):
+    """Every deep method as the grid trains it (default architecture, optimiser, loss and precision), 8 epochs
+    on 16 generated 128x96 lesion images: the last epoch's training loss must be under 90% of the loss of the
+    best constant prediction, i.e. the network learned something from the images. SegNet with its classifier
+    He-initialised (a saturated softmax at the start) ended at 94% here and sat at "all background" for the
+    whole 90 s PH2 budget in 4 of 5 folds; with PyTorch's fan-in initialisation it ends at ~70%."""
+    ds = DATASETS.get("synthetic")(None, num_images=16, size=(128, 96), seed=1)
+    train = [ds[i] for i in ds.ids()]
+    seen = {}
+    method_module = sys.modules[METHODS.get(name).__module__]
+    for module in {training, method_module}:  # record the TrainData the method trains on
+        if hasattr(module, "train_loop"):
+            def recording(model, data, original=module.train_loop, **kwargs):
+                seen["data"] = data
+                return original(model, data, **kwargs)
+            monkeypatch.setattr(module, "train_loop", recording)
+    method = build_method(name, 2, work_size=(128, 96),
+                          options={name: {"progress": False, "device": "cpu", "epochs": 8, "patience": None}})
+    method.fit(train, None)
+    losses = [r["loss"] for r in method.train_result.history]
+    constant = _constant_prediction_loss(seen["data"])
+    assert losses[-1] < 0.9 * constant, f"{name}: training losses {np.round(losses, 3)}, a constant prediction {constant:.3f}"
