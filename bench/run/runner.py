@@ -46,19 +46,28 @@ from segbench.datasets.corruptions import corrupt
 from segbench.datasets.splits import (
     dataset_folds,
     dataset_split,
+    split_file_problems,
     train_subset,
     write_split_file,
 )
-from segbench.datasets.validate import check_masks, missing_classes
+from segbench.datasets.validate import missing_classes, validate_dataset
 from segbench.methods import split_spec
 from segbench.methods.tiling import Tiling
 from segbench.registry import import_modules
 from segbench.run import settings as run_settings
-from segbench.run.cells import CellOutcome, CellTask, evaluate_cell, failed_outcome
-from segbench.run.environment import environment
+from segbench.run.cells import CellOutcome, CellTask, evaluate_cell, failed_outcome, time_latency
+from segbench.run.environment import environment, load_average
 from segbench.run.executors import make_executor
 from segbench.run.folder import RunFolder
-from segbench.run.records import KEY_COLUMNS, load_tables, slug, write_atomic
+from segbench.run.records import (
+    KEY_COLUMNS,
+    dataset_record,
+    dataset_record_problems,
+    load_tables,
+    slug,
+    write_atomic,
+    write_dataset_records,
+)
 from segbench.run.records import stable_hash as _hash
 from segbench.run.shared_bases import share_bases
 from tqdm.auto import tqdm
@@ -111,6 +120,38 @@ class RunConfig:
             return settings[name]
         raise AttributeError(f"RunConfig has no attribute or setting {name!r}")
 
+    def cell_threads(self) -> int:
+        """The threads every cell runs at: ``threads``, or a Dask LocalCluster's ``threads_per_worker``."""
+        return int(self.executor_options.get("threads_per_worker") or self.threads)
+
+    def corruption_variants(self) -> tuple[tuple[str, int], ...]:
+        """``(corruption, severity)`` test variants every cell is also scored on."""
+        return run_settings.variants_of(self.settings)
+
+    def problems(self) -> list[str]:
+        """Flags that contradict each other or would change nothing, one line each (checked with the data in
+        ``preflight``, so that every problem is listed at once)."""
+        out = []
+        for flag, values in (("--seeds", self.seeds), ("--methods", self.methods), ("--train-fraction", self.train_fractions),
+                             ("--corruptions", self.corruptions), ("--severities", self.severities or [])):
+            twice = sorted({str(v) for v in values if values.count(v) > 1})
+            if twice:
+                out.append(f"{flag} lists {', '.join(twice)} more than once; list each once")
+        if self.severities is not None and not self.corruptions:
+            out.append("--severities has no effect without --corruptions; add --corruptions (e.g. gaussian_noise) or drop it")
+        if self.folds is not None and self.split_file is not None:
+            out.append(f"--folds {self.folds} with --split-file: cross-validation makes its own splits; drop one")
+        given = {k for k, v in self.executor_options.items() if v}
+        if self.executor != "dask":
+            out += [f"--{k.replace('_', '-')} has no effect without --executor dask; drop it"
+                    for k in ("scheduler", "threads_per_worker") if k in given]
+        elif "scheduler" in given:
+            out += [f"--{k.replace('_', '-')} has no effect with --scheduler (the running cluster decides); drop it"
+                    for k in ("workers", "threads_per_worker") if k in given]
+        if self.threads < 1:
+            out.append(f"--threads {self.threads}: give 1 or more")
+        return out
+
     def tiling(self) -> Tiling | None:
         """The ``Tiling`` every method of the run predicts with, or None."""
         return run_settings.tiling_of(self.settings)
@@ -124,7 +165,7 @@ class RunConfig:
         for setting in run_settings.SETTINGS:
             if setting.check is not None:
                 setting.check(self.settings[setting.field])
-        for name, severity in run_settings.variants_of(self.settings):
+        for name, severity in self.corruption_variants():
             corrupt(np.zeros((8, 8, 3), np.uint8), name, severity, seed=0)  # unknown names and severities fail here
         dataset_entries(self.datasets)
         for spec in self.methods:
@@ -162,37 +203,64 @@ def _splits(config: RunConfig, dataset: Any, folder: RunFolder, name: str) -> li
     return splits
 
 
-def preflight(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] = print) -> None:
-    """Index every dataset of the run and check every mask, before any cell starts.
+def preflight(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+    """Everything that can fail, checked before any cell starts: the flags (``RunConfig.problems``), every
+    dataset as ``segbench validate`` checks it (every image and mask decoded, sizes, mask values, declared
+    classes that no mask holds), its split or folds, and that each dataset name in ``--out`` still means the
+    same data (``records.dataset_record``).
 
-    Logs how each dataset's masks are read (what ``mask_mode=auto`` decided) and, loudly, each class that no
-    test mask holds (its scores will be NaN, not a perfect score).
+    Logs how each dataset's masks are read (what ``mask_mode=auto`` decided), the class its headline scores,
+    and, loudly, each class that some test part does not hold (its scores there are NaN, not a perfect score).
+
+    Returns:
+        What each dataset name stands for (``records.dataset_record``), for the run folder.
 
     Raises:
-        DataError: every problem found, in all datasets, listed together (each naming its file).
+        DataError: every problem found, flags and data, listed together (one line each, naming the file or flag).
     """
-    problems = []
+    problems = config.problems()
+    records = {}
     for entry in dataset_entries(config.datasets):
+        report = validate_dataset(entry.spec, data_dir=config.data_dir, options=entry.options(config.dataset_options),
+                                  progress=progress, name=entry.name)
+        for note in report.notes:
+            log(note)
+        for warning in report.warnings:
+            log(f"WARNING: {warning}")
+        problems += report.problems
+        if report.built is None:
+            continue
+        dataset = report.built
+        problems += [f"{entry.name}: {p}" for p in split_file_problems(config.split_file, dataset.ids())]
+        if config.folds is not None and len(dataset.ids()) < 2 * config.folds:
+            problems.append(f"{entry.name}: --folds {config.folds} needs at least {2 * config.folds} images (a train and a "
+                            f"test image per fold), the dataset has {len(dataset.ids())}; give --folds "
+                            f"{max(2, len(dataset.ids()) // 2)} or fewer")
+            continue
+        if report.problems or (config.folds is not None and config.split_file is not None):
+            continue  # the split needs good masks (strata); --folds with --split-file is named once, above
+        records[entry.name] = dataset_record(entry.kind, dataset)
         try:
-            dataset = build_dataset(entry.spec, data_dir=config.data_dir, options=entry.options(config.dataset_options))
-            if dataset.describe_masks():
-                log(f"{entry.name}: {dataset.describe_masks()}")
-            present, bad = check_masks(dataset, progress=progress)
-            if bad:
-                problems += bad
-                continue
-            split = dataset_split(dataset, seed=config.split_seed, fractions=config.split_fractions, split_file=config.split_file)
-        except (DataError, ValueError, TypeError) as exc:  # the dataset itself cannot be built or split
+            splits = (dataset_folds(dataset, config.folds, seed=config.split_seed, fractions=config.split_fractions,
+                                    split_file=config.split_file) if config.folds is not None else
+                      [dataset_split(dataset, seed=config.split_seed, fractions=config.split_fractions, split_file=config.split_file)])
+        except (DataError, ValueError) as exc:  # too few images for the folds, folds on a dataset's own split
             problems.append(f"{entry.name}: {exc}")
             continue
-        eval_split = "test" if split["test"] else "val"
-        for name in missing_classes(dataset, present, split[eval_split]):
-            log(f"WARNING: {entry.name}: class {name!r} has no pixel in any {eval_split} mask; its IoU and Dice there "
-                "are undefined (NaN), not scored; change the split (--split-seed, --split-file) or the class list")
+        for k, split in enumerate(splits):
+            part = f"fold {k} " if len(splits) > 1 else ""
+            eval_split = "test" if split["test"] else "val"
+            for name in missing_classes(dataset, report.present, split[eval_split]):
+                log(f"WARNING: {entry.name}: class {name!r} has no pixel in any {part}{eval_split} mask; its IoU and Dice "
+                    "there are undefined (NaN), not scored; change the split (--split-seed, --split-file) or the class list")
+            for name in missing_classes(dataset, report.present, split["train"]):
+                log(f"WARNING: {entry.name}: class {name!r} has no pixel in any {part}train mask; methods cannot learn it")
+    problems += dataset_record_problems(Path(config.out), records)
     if problems:
         listed = "\n  ".join(problems)
-        raise DataError(f"{len(problems)} problem(s) in the data, nothing was run; fix them (segbench validate "
-                        f"lists them too):\n  {listed}")
+        raise DataError(f"{len(problems)} problem(s), nothing was run; fix them (segbench validate lists the data ones "
+                        f"too):\n  {listed}")
+    return records
 
 
 def _plan(config: RunConfig, folder: RunFolder) -> tuple[list[CellTask], dict[str, CellOutcome]]:
@@ -233,6 +301,8 @@ def _plan(config: RunConfig, folder: RunFolder) -> tuple[list[CellTask], dict[st
             identity = {**fit, **run_settings.cell_entries(values), "method": method_spec, "options": method_options}
             if config.folds is not None:
                 identity["fold"] = [fold, n_folds]
+            if "scored_class" in options:  # it does not change a score, but the summary row says it
+                identity["scored_class"] = options["scored_class"]
             name_parts = [slug(name), slug(method_spec), f"seed{seed}"]
             name_parts += [f"fold{fold}"] if config.folds is not None else []
             key = f"{'__'.join(name_parts + run_settings.labels(values))}-{_hash(identity)}"
@@ -240,7 +310,7 @@ def _plan(config: RunConfig, folder: RunFolder) -> tuple[list[CellTask], dict[st
                 key=key, dataset_spec=dataset_spec, dataset_name=name, method=method_spec, seed=seed,
                 split=split, artifacts_dir=str(folder.root / "artifacts" / key), data_dir=config.data_dir,
                 dataset_options=options, method_options=method_options, base_key=base_key,
-                threads=config.executor_options.get("threads_per_worker") if config.executor == "dask" else None,
+                threads=config.cell_threads(),
                 fold=fold, n_folds=n_folds,
                 settings={s.name: values[s.name] for s in run_settings.SETTINGS if s.in_task},
             )
@@ -256,11 +326,16 @@ def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] 
     Failed cells are retried up to ``config.retries`` times (a dead worker counts as a failure); finished
     cells found in the run folder are skipped.
     """
+    load_start = load_average()  # before our own work: what else keeps the machine busy
     import_modules(config.imports)  # modules that register the user's own methods and datasets
     config.validate()
-    preflight(config, progress=progress, log=log)
+    records = preflight(config, progress=progress, log=log)
     folder = RunFolder(Path(config.out), command=config.command)
-    write_atomic(folder.root / "environment.json", lambda p: p.write_text(json.dumps(environment(config.to_json()), indent=1, default=str)))
+    write_dataset_records(folder.root, records)
+    cells_at_once = (config.executor_options.get("workers") or 1) if config.executor == "local" else None
+    env = {**environment(config.to_json()), "load_average_start": load_start, "cells_at_once": cells_at_once,
+           "threads_per_cell": config.cell_threads()}
+    write_atomic(folder.root / "environment.json", lambda p: p.write_text(json.dumps(env, indent=1, default=str)))
     tasks, known = _plan(config, folder)
     keys = [t.key for t in tasks]
     todo = [t for t in tasks if not folder.finished(t.key)]
@@ -291,8 +366,12 @@ def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] 
             finish(task, known[task.key])
         else:
             pending.append(task)
-    options = {**config.executor_options, **({"preload": config.imports} if config.executor == "dask" else {})}
+    options = {**config.executor_options, "preload": config.imports}
+    if config.executor == "dask":
+        options["threads_per_worker"] = config.cell_threads()
     executor = make_executor(config.executor, **options) if pending else None
+    if executor is not None and executor.parallel:  # cells run side by side: none times its latency (see below)
+        pending = [dataclasses.replace(t, defer_latency=True) for t in pending]
     try:
         # Phase 1: the cells that fit a shared base (and save it); phase 2: the cells that load it.
         for phase in ([t for t in pending if t.save_base], [t for t in pending if not t.save_base]):
@@ -303,6 +382,19 @@ def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] 
         if executor is not None:
             executor.close()
         bar.close()
+    # Latency is never timed while other cells of this command run: cells that ran side by side are timed
+    # here, one at a time (also those an interrupted command left untimed).
+    by_key = {t.key: t for t in tasks}
+    deferred = folder.pending_latency(keys)
+    if deferred:
+        log(f"timing the latency of {len(deferred)} cell(s) one at a time")
+    for key in deferred:
+        try:
+            folder.record_latency(key, *time_latency(by_key[key]))
+        except Exception as exc:  # a missing saved method (another machine's disk): the latency stays empty
+            log(f"latency of {key} not timed: {type(exc).__name__}: {exc}")
     summary, per_image = folder.write_tables(keys)
+    env = {**json.loads((folder.root / "environment.json").read_text()), "load_average_end": load_average()}
+    write_atomic(folder.root / "environment.json", lambda p: p.write_text(json.dumps(env, indent=1, default=str)))
     failures = summary[summary["status"] == "failed"][KEY_COLUMNS + ["error"]].to_dict("records") if len(summary) else []
     return RunResult(summary, per_image, failures)

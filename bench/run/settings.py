@@ -32,7 +32,7 @@ from segbench.methods.tiling import Tiling
 from segbench.options import csv_of
 
 __all__ = ["Setting", "SETTINGS", "add_flags", "from_args", "initial_values", "cell_entries", "fit_entries",
-           "labels", "with_method_options", "tiling_of", "variants_of"]
+           "labels", "with_method_options", "tiling_of", "variants_of", "DEFAULT_SEVERITIES"]
 
 Decides = Literal["run", "cell", "fit"]
 
@@ -91,9 +91,13 @@ def tiling_of(values: Mapping[str, Any]) -> Tiling | None:
     return Tiling(values["tile"], values["tile_overlap"]) if values["tile"] is not None else None
 
 
+#: Corruption severities scored when ``--corruptions`` is given without ``--severities``.
+DEFAULT_SEVERITIES = (1, 3, 5)
+
+
 def variants_of(values: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
     """The ``(corruption, severity)`` test variants each cell is also scored on."""
-    return tuple((c, s) for c in values["corruptions"] for s in values["severities"])
+    return tuple((c, s) for c in values["corruptions"] for s in (values["severities"] or DEFAULT_SEVERITIES))
 
 
 def _tiling_key(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -152,7 +156,7 @@ SETTINGS: list[Setting] = [
     # -- what decides a cell's scores, not its fit
     Setting("corruptions", [], "comma-separated test-image corruptions each cell is also scored on, e.g. "
             "gaussian_noise,jpeg", parse=csv_of(str), decides="cell", key=_variants_key),
-    Setting("severities", [1, 3, 5], "corruption severities 1..5 (default: 1,3,5)", parse=csv_of(int),
+    Setting("severities", None, "corruption severities 1..5, with --corruptions (default: 1,3,5)", parse=csv_of(int),
             decides="cell", key=_no_key),
     Setting("boundary_tolerance", DEFAULT_TOLERANCE, "boundary F1 matching distance: pixels (3) or percent of the "
             "image diagonal (default: 0.75%%)", decides="cell", parse=str, check=check_tolerance),
@@ -162,6 +166,8 @@ SETTINGS: list[Setting] = [
     Setting("warmup", 1, "untimed predictions before timing (default: 1)", parse=int, worker=True),
     Setting("save_predictions", False, "write each predicted label map as a PNG", worker=True),
     Setting("share_bases", True, "every pipeline fits its own base (default: pipelines on one base share its fit)"),
+    Setting("threads", 1, "torch, BLAS/OpenMP and scikit-learn threads of every cell, whatever OMP_NUM_THREADS says "
+            "(default: 1)", parse=int),
     Setting("retries", 1, "times a failed cell is tried again (default: 1)", parse=int, check=_check_retries),
 ]
 
