@@ -29,7 +29,14 @@ from PIL import Image
 
 from segbench.datasets import build_dataset
 from segbench.datasets.base import dataset_entries
-from segbench.measure.metrics import confusion_matrix, flatten_scores, scores_from_confusion
+from segbench.measure.metrics import confusion_matrix, scores_from_confusion
+from segbench.measure.schema import (
+    class_names_from_columns,
+    confusion_columns,
+    headline_column,
+    headline_label,
+    parse_column,
+)
 from segbench.report.robustness import main_rows
 from segbench.run.records import PREDICTIONS_CELL_FILE, load_tables, prediction_dir, prediction_path
 
@@ -39,17 +46,20 @@ __all__ = ["RunData", "headline_columns", "pool_folds"]
 Key = tuple[str, str, int]
 
 
-def headline_columns(summary: pd.DataFrame, dataset: str, *, prefix: str) -> tuple[str, str, str]:
-    """The score columns to lead with for a dataset: ``(label, dice column, iou column)``.
+def headline_columns(summary: pd.DataFrame, dataset: str, *, aggregation: str | None = "dataset",
+                     class_names: list[str] | None = None) -> tuple[str, str, str]:
+    """The score columns to lead with for a dataset: ``(label, dice column, iou column)``, by the headline rule
+    of ``segbench.measure.schema`` (binary: the scored class; otherwise the mean over classes).
 
-    Binary datasets lead with the foreground class (the second class: lesion, person...); multi-class ones
-    with the mean over classes.
+    Args:
+        summary: summary.csv (its ``dataset_iou_<class>`` columns give the class names when not given).
+        dataset: The dataset.
+        aggregation: ``dataset``, ``per_image`` (summary.csv) or None (per_image.csv's columns).
+        class_names: The dataset's class names when known (``RunData.class_names``: from cell.json).
     """
-    rows = summary[summary["dataset"] == dataset]
-    classes = [c[len(prefix) + 4 :] for c in summary.columns if c.startswith(f"{prefix}iou_") and rows[c].notna().any()]
-    if len(classes) == 2:
-        return classes[1], f"{prefix}dice_{classes[1]}", f"{prefix}iou_{classes[1]}"
-    return "mean over classes", f"{prefix}mean_dice", f"{prefix}mean_iou"
+    names = class_names if class_names is not None else class_names_from_columns(summary, dataset)
+    return (headline_label(names), headline_column("dice", names, aggregation=aggregation),
+            headline_column("iou", names, aggregation=aggregation))
 
 
 def _fold_of(row: Any) -> int:
@@ -79,6 +89,7 @@ class RunData:
     # Caches of what was read from disk (datasets, masks): filled on first use, never changing a table.
     _datasets: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     _masks: dict[tuple[str, str], tuple[np.ndarray, np.ndarray | None]] = field(default_factory=dict, repr=False, compare=False)
+    _class_names: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "RunData":
@@ -102,10 +113,19 @@ class RunData:
         """Datasets in run order."""
         return list(dict.fromkeys(self.summary["dataset"])) if not self.summary.empty else []
 
-    def headline(self, dataset: str) -> tuple[str, str, str]:
-        """``(label, per-image Dice column, per-image IoU column)`` of ``per_image.csv`` for a dataset."""
-        label, dice, iou = headline_columns(self.summary, dataset, prefix="dataset_")
-        return label, dice.removeprefix("dataset_"), iou.removeprefix("dataset_")
+    def class_names(self, dataset: str) -> list[str]:
+        """The dataset's class names in class order: as cell.json recorded them, else read from the columns
+        (a committed reference folder has no cells/)."""
+        if dataset not in self._class_names:
+            recorded = next((r[0].get("class_names") for key in self.cells if key[0] == dataset
+                             if (r := self.cell_records(*key)) and r[0].get("class_names")), None)
+            self._class_names[dataset] = list(recorded) if recorded else class_names_from_columns(self.summary, dataset)
+        return self._class_names[dataset]
+
+    def headline(self, dataset: str, *, aggregation: str | None = None) -> tuple[str, str, str]:
+        """``(label, Dice column, IoU column)`` of the headline score: per_image.csv's columns by default,
+        summary.csv's with ``aggregation`` ``dataset`` or ``per_image``."""
+        return headline_columns(self.summary, dataset, aggregation=aggregation, class_names=self.class_names(dataset))
 
     def has_per_image(self, dataset: str) -> bool:
         """Whether ``per_image.csv`` has rows of the dataset (older reference folders lack the file)."""
@@ -277,14 +297,6 @@ def _match_cells(run_dir: Path, summary: pd.DataFrame) -> dict[Key, tuple[Path, 
     return {k: tuple(v[f] for f in sorted(v)) for k, v in found.items() if k not in missing}
 
 
-def _class_names(summary: pd.DataFrame, dataset: str) -> list[str]:
-    """The dataset's class names in class order, from its ``dataset_iou_<class>`` columns (written in class
-    order; a run with several datasets has the union of their columns, so keep those this dataset fills)."""
-    rows = summary[summary["dataset"] == dataset]
-    return [c.removeprefix("dataset_iou_") for c in summary.columns
-            if c.startswith("dataset_iou_") and rows[c].notna().any()]
-
-
 def _pooled_confusion(rows: pd.DataFrame, paths: tuple[Path, ...] | None) -> np.ndarray | None:
     """The sum of the folds' confusion matrices: from the cells' records, else from summary.csv's
     ``confusion`` column (a committed reference folder has no ``cells/``); None when some fold has neither."""
@@ -316,7 +328,7 @@ def pool_folds(summary: pd.DataFrame, per_image: pd.DataFrame, cells: dict[Key, 
         return summary
     numeric = summary.select_dtypes("number").columns
     rows = []
-    class_names: dict[str, list[str]] = {}  # per dataset, from the columns: the same for every group
+    class_names: dict[str, list[str]] = {}  # per dataset: the same for every group
     for (dataset, method, seed), rows_ in groups:
         row = rows_.iloc[0].copy()
         if len(rows_) == 1:  # one fold (or none): the row as the runner wrote it
@@ -325,19 +337,21 @@ def pool_folds(summary: pd.DataFrame, per_image: pd.DataFrame, cells: dict[Key, 
             continue
         row[numeric] = rows_[numeric].mean()
         row["n_test"], row["n_folds"], row["fold"] = rows_["n_test"].sum(), len(rows_), np.nan
-        dataset_cols = [c for c in summary.columns if c.startswith("dataset_")]
+        dataset_cols = [c for c in summary.columns if (p := parse_column(c, aggregated=True)) and p.aggregation == "dataset"]
         row[dataset_cols] = np.nan
-        cm = _pooled_confusion(rows_, cells.get((dataset, method, int(seed))))
-        if dataset not in class_names:
-            class_names[dataset] = _class_names(summary, dataset)
+        paths = cells.get((dataset, method, int(seed)))
+        cm = _pooled_confusion(rows_, paths)
+        if dataset not in class_names:  # cell.json's, else read from the columns
+            recorded = json.loads((paths[0] / "cell.json").read_text()).get("class_names") if paths else None
+            class_names[dataset] = list(recorded) if recorded else class_names_from_columns(summary, dataset)
         names = class_names[dataset]
         if cm is not None and len(names) == len(cm):
-            pooled = flatten_scores(scores_from_confusion(cm), names, prefix="dataset_")
+            pooled = confusion_columns(scores_from_confusion(cm), names, aggregation="dataset")
             row[[c for c in pooled if c in row.index]] = [pooled[c] for c in pooled if c in row.index]
         images = per_image[(per_image["dataset"] == dataset) & (per_image["method"] == method) & (per_image["seed"] == seed)]
         if "fold" in images.columns:
             images = images[images["fold"].isin(rows_["fold"])]
-        for column in [c for c in summary.columns if c.startswith("per_image_")]:
+        for column in [c for c in summary.columns if (p := parse_column(c, aggregated=True)) and p.aggregation == "per_image"]:
             name = column.removeprefix("per_image_")
             row[column] = images[name].mean() if name in images.columns else np.nan  # pandas mean skips NaN
         rows.append(row)
