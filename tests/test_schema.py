@@ -22,7 +22,8 @@ from segbench.measure.schema import (
     headline_values,
     image_metrics,
     parse_column,
-    scored_class,
+    MEAN,
+    default_scored_class,
     temporary_metric,
 )
 from segbench.report import write_report
@@ -80,18 +81,20 @@ def test_class_names_from_columns_keep_the_datasets_own():
 
 
 def test_headline_rule():
-    assert scored_class(["skin", "lesion"]) == "lesion" and headline_label(["skin", "lesion"]) == "lesion"
-    assert scored_class(["bg", "road", "car"]) is None and headline_label(["bg", "road", "car"]) == "mean over classes"
-    assert headline_column("dice", ["skin", "lesion"], aggregation="dataset") == "dataset_dice_lesion"
-    assert headline_column("iou", ["bg", "road", "car"], aggregation="per_image") == "per_image_mean_iou"
-    assert headline_column("dice", ["bg", "road", "car"]) == "mean_dice"
+    assert default_scored_class(["skin", "lesion"]) == "lesion" and headline_label("lesion") == "lesion"
+    assert default_scored_class(["bg", "road", "car"]) == MEAN and headline_label(MEAN) == "mean over classes"
+    assert headline_column("dice", "lesion", aggregation="dataset") == "dataset_dice_lesion"
+    assert headline_column("iou", MEAN, aggregation="per_image") == "per_image_mean_iou"
+    assert headline_column("dice", MEAN) == "mean_dice"
     with pytest.raises(ValueError, match="no class-mean column"):
-        headline_column("bf1", ["bg", "road", "car"])
+        headline_column("bf1", MEAN)
+    classes = ["bg", "road", "car"]
     rows = pd.DataFrame({"bf1_bg": [0.5, np.nan], "bf1_road": [0.7, np.nan], "bf1_car": [np.nan, 0.2],
-                         "mean_dice": [0.1, 0.2], "dice_lesion": [0.3, 0.4]})
-    np.testing.assert_allclose(headline_values(rows, "bf1", ["bg", "road", "car"]), [0.6, 0.2])  # NaN left out
-    np.testing.assert_allclose(headline_values(rows, "dice", ["bg", "road", "car"]), [0.1, 0.2])
-    np.testing.assert_allclose(headline_values(rows, "dice", ["bg", "lesion"]), [0.3, 0.4])
+                         "mean_dice": [0.1, 0.2], "dice_lesion": [0.3, 0.4], "dice_bg": [0.8, 0.9]})
+    np.testing.assert_allclose(headline_values(rows, "bf1", MEAN, classes), [0.6, 0.2])  # NaN left out
+    np.testing.assert_allclose(headline_values(rows, "dice", MEAN, classes), [0.1, 0.2])
+    np.testing.assert_allclose(headline_values(rows, "dice", "lesion", ["bg", "lesion"]), [0.3, 0.4])
+    np.testing.assert_allclose(headline_values(rows, "dice", "bg", ["bg", "lesion"]), [0.8, 0.9])  # a declared class
 
 
 def test_specs_are_checked():

@@ -19,8 +19,9 @@ The runner then scores it on every test image (``CellMeasures``), writes its col
 "Boundaries and calibration" table and ``segbench table`` show it. Several specs may share one function
 (BF1, HD95 and ASSD come from one boundary pass; the function is called once per image).
 
-**The headline score** of a dataset: a binary task leads with its scored class (``SCORED_CLASS``, the
-second class: lesion, vessel, person...); any other task with the mean over classes.
+**The headline score** of a dataset: the class it declares (``scored_class``, recorded per cell in
+summary.csv); by default a binary task's second class (``SCORED_CLASS``: lesion, vessel, person...) and any
+other task's mean over classes (``MEAN``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from segbench.measure.metrics import flatten_scores
 __all__ = [
     "AGGREGATIONS",
     "CLEAN",
+    "MEAN",
     "METRICS",
     "SCORED_CLASS",
     "Column",
@@ -55,7 +57,7 @@ __all__ = [
     "metric",
     "parse_column",
     "register_metric",
-    "scored_class",
+    "default_scored_class",
     "metric_names_in",
     "summary_metric_keys",
     "temporary_metric",
@@ -64,8 +66,10 @@ __all__ = [
 Source = Literal["confusion", "labels", "pixels"]
 #: The two ways a cell aggregates a per-image score over its test images, as summary.csv's column prefixes.
 AGGREGATIONS: tuple[str, ...] = ("dataset", "per_image")
-#: Class index a binary task is scored on (its foreground: lesion, vessel...).
+#: Class index a binary task is scored on by default (its foreground: lesion, vessel...).
 SCORED_CLASS = 1
+#: The ``scored_class`` value meaning the headline is the mean over classes.
+MEAN = "mean"
 #: The ``corruption`` value of clean test images (severity 0).
 CLEAN = "none"
 
@@ -257,58 +261,59 @@ def _pixel_columns() -> set[str]:
     return {m.name for m in METRICS.values() if m.source == "pixels"}
 
 
-def class_names_from_columns(table: pd.DataFrame, dataset: str | None = None, *, name: str = "iou",
+def class_names_from_columns(table: pd.DataFrame, dataset: str | None = None, *, name: str | None = None,
                              aggregation: str | None = "dataset") -> list[str]:
     """A dataset's class names in class order, read from its ``dataset_iou_<class>`` columns (or another
-    metric's: ``name``, ``aggregation``).
+    metric's: ``name``, ``aggregation``; without ``name``, the first per-class metric the table has columns of).
 
     For tables alone (a committed reference folder has no cell records; ``RunData.class_names`` prefers
     cell.json). The runner writes per-class columns in class order; a run with several datasets has the union
     of their columns, so only those this dataset fills count.
     """
     rows = table if dataset is None or "dataset" not in table.columns else table[table["dataset"] == dataset]
-    names = []
-    for c in table.columns:
-        parsed = parse_column(c)
-        if parsed and parsed.metric == name and parsed.aggregation == aggregation and parsed.class_name is not None:
-            if rows[c].notna().any():
-                names.append(parsed.class_name)
-    return names
+    parsed = [(c, p) for c in table.columns if (p := parse_column(c)) and p.class_name is not None]
+    if name is None:
+        found = [(p.metric, p.aggregation) for _, p in parsed]
+        order = [("iou", "dataset"), *((m, a) for m in METRICS for a in (*AGGREGATIONS, None))]
+        name, aggregation = next((k for k in order if k in found), ("iou", aggregation))
+    return [p.class_name for c, p in parsed  # type: ignore[misc]
+            if p.metric == name and p.aggregation == aggregation and rows[c].notna().any()]
 
 
 # ------------------------------------------------------------------------------------------------ headline
 
 
-def scored_class(class_names: Sequence[str]) -> str | None:
-    """The class a binary task is scored on (``SCORED_CLASS``); None for a task scored by the class mean."""
-    return class_names[SCORED_CLASS] if len(class_names) == 2 else None
+def default_scored_class(class_names: Sequence[str]) -> str:
+    """The headline rule where nothing else is declared: a binary task's class ``SCORED_CLASS``, else ``MEAN``.
+
+    A dataset may declare another (``SegmentationDataset.scored_class``, ``--dataset-opt NAME.scored_class=``);
+    the runner records the one used in summary.csv's ``scored_class`` column.
+    """
+    return class_names[SCORED_CLASS] if len(class_names) == 2 else MEAN
 
 
-def headline_label(class_names: Sequence[str]) -> str:
+def headline_label(scored: str) -> str:
     """What the headline score is of: the scored class's name, or ``"mean over classes"``."""
-    return scored_class(class_names) or "mean over classes"
+    return "mean over classes" if scored == MEAN else scored
 
 
-def headline_column(name: str, class_names: Sequence[str], *, aggregation: str | None = None) -> str:
-    """The column holding a metric's headline score, for metrics that have a class-mean column (confusion ones):
-    ``dataset_dice_lesion`` for a binary task, ``dataset_mean_dice`` otherwise; without ``aggregation`` the
-    per_image.csv column (``dice_lesion``, ``mean_dice``)."""
-    cls = scored_class(class_names)
-    if cls is None and metric(name).source != "confusion":
+def headline_column(name: str, scored: str, *, aggregation: str | None = None) -> str:
+    """The column holding a metric's headline score (``scored``: a class or ``MEAN``), for metrics with a
+    class-mean column (confusion ones): ``dataset_dice_lesion``, ``dataset_mean_dice``; without ``aggregation``
+    the per_image.csv column (``dice_lesion``, ``mean_dice``)."""
+    if scored == MEAN and metric(name).source != "confusion":
         raise ValueError(f"{name} has no class-mean column; use headline_values")
-    return cell_column(name if cls else f"mean_{name}", cls, aggregation=aggregation)
+    return cell_column(f"mean_{name}" if scored == MEAN else name, None if scored == MEAN else scored,
+                       aggregation=aggregation)
 
 
-def headline_values(table: pd.DataFrame, name: str, class_names: Sequence[str], *,
+def headline_values(table: pd.DataFrame, name: str, scored: str, class_names: Sequence[str], *,
                     aggregation: str | None = None) -> pd.Series:
-    """A metric's headline score per row of a table: the scored class's column, else the class-mean column
-    where the runner wrote one (``mean_dice``: each image's mean, then averaged), else the mean over the class
-    columns that are defined (NaN left out; NaN only where no class is)."""
-    cls = scored_class(class_names)
-    if cls is not None:
-        return table[cell_column(name, cls, aggregation=aggregation)].astype(float)
-    if metric(name).source == "confusion":
-        return table[cell_column(f"mean_{name}", aggregation=aggregation)].astype(float)
+    """A metric's headline score per row of a table: the scored class's column; for ``MEAN`` the class-mean
+    column where the runner wrote one (``mean_dice``: each image's mean, then averaged), else the mean over the
+    class columns that are defined (NaN left out; NaN only where no class is)."""
+    if scored != MEAN or metric(name).source == "confusion":
+        return table[headline_column(name, scored, aggregation=aggregation)].astype(float)
     columns = [cell_column(name, c, aggregation=aggregation) for c in class_names]
     return table[[c for c in columns if c in table.columns]].astype(float).mean(axis=1, skipna=True)
 

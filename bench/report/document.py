@@ -26,7 +26,7 @@ import pandas as pd
 from PIL import Image
 
 from segbench.measure.metrics import confusion_matrix, scores_from_confusion
-from segbench.measure.schema import SCORED_CLASS, scored_class
+from segbench.measure.schema import MEAN
 from segbench.report.figures import (
     GridRow,
     accuracy_latency_figure,
@@ -43,6 +43,7 @@ from segbench.report.robustness import label_efficiency_blocks, robustness_block
 from segbench.report.render import Block, Code, Details, Figure, Heading, Para, Table, to_html, to_markdown
 from segbench.report.rundata import RunData
 from segbench.report.tables import paired_table, per_class_iou_table, scores_table, select_grid_images
+from segbench.run.environment import loaded_machine
 from segbench.run.records import prediction_dir, slug
 
 __all__ = ["DATASET_SECTIONS", "MAX_GRID_METHODS", "Report", "write_report"]
@@ -63,7 +64,8 @@ def _scores_display(table: pd.DataFrame, label: str) -> pd.DataFrame:
     out["mPA (dataset)"] = table["mean_pixel_accuracy"].map(fmt)
     out["train s"] = table["train_s"].map(lambda v: fmt(v, 1))
     out["latency ms p50"] = table["latency_ms_p50"].map(lambda v: fmt(v, 1))
-    out["latency ms p95"] = table["latency_ms_p95"].map(lambda v: fmt(v, 1))
+    # "!": p95 more than twice p50, a spread that usually means other work shared the cores (note under the table)
+    out["latency ms p95"] = [fmt(p95, 1) + (" !" if p95 > 2 * p50 else "") for p50, p95 in table[["latency_ms_p50", "latency_ms_p95"]].to_numpy(float)]
     out["model ms p50"] = table["model_ms_p50"].map(lambda v: fmt(v, 1))
     out["overhead ms p50"] = table["overhead_ms_p50"].map(lambda v: fmt(v, 2))
     if table["flops"].notna().any():  # deep methods only
@@ -101,6 +103,10 @@ class Report:
             if not run.ok(ds).empty:
                 self.scores[ds] = scores_table(run, ds)
                 self.note(ds, *self.scores[ds].attrs.get("notes", []))
+                wide = self.scores[ds]["latency_ms_p95"] > 2 * self.scores[ds]["latency_ms_p50"]
+                if wide.any():
+                    self.note(ds, f"latency p95 marked ! ({', '.join(self.scores[ds].loc[wide, 'method'])}) is more than "
+                                  "twice the p50: other work probably shared the cores during the timing")
 
     def note(self, dataset: str, *texts: str) -> None:
         notes = self.notes.setdefault(dataset, [])
@@ -113,7 +119,8 @@ class Report:
             blocks.append(Para(f"environment.json is reconstructed: {env.get('note', '')}"))
         elif env:
             blocks.append(Para(f"Run {env.get('created')} on {env.get('cpu')} ({env.get('torch_threads')} torch threads"
-                               + (f", GPU {env['gpu']}" if env.get("gpu") else "") + f"), segbench commit {env.get('git_commit')}."))
+                               + (f", GPU {env['gpu']}" if env.get("gpu") else "") + f"), segbench commit {env.get('git_commit')}."
+                               + (f" {loaded_machine(env)}" if loaded_machine(env) else "")))
         if run.summary.empty:
             return blocks + [Para("No finished cells yet.")]
         if self.fig_dir is not None:
@@ -221,6 +228,7 @@ def grid_section(report: Report, dataset: str) -> list[Block]:
         report.note(dataset, f"No qualitative grid: no method has per-image scores for seed {seed}.")
         return []
     values = pd.DataFrame({m: by_method[m].loc[seed] for m in shown})
+    scored = run.scored_class(dataset)
     rows = []
     for label, image_id in select_grid_images(values.sort_index(), shown[0]):
         sample = data.load(image_id)
@@ -233,7 +241,7 @@ def grid_section(report: Report, dataset: str) -> list[Block]:
                 continue
             s = scores_from_confusion(confusion_matrix(sample.mask, preds[m], data.num_classes,
                                                        ignore_index=data.ignore_index, ignore_mask=sample.ignore))
-            dice[m] = float(s["dice"][SCORED_CLASS] if scored_class(data.class_names) else s["mean_dice"])
+            dice[m] = float(s["mean_dice"] if scored == MEAN else s["dice"][list(data.class_names).index(scored)])
             expected = float(values.loc[image_id, m]) if m in values else float("nan")
             if not np.isclose(dice[m], expected, rtol=1e-6, equal_nan=True):
                 report.note(dataset, f"The saved prediction of {m} for {image_id} scores {dice[m]:.3f}, not the table's "
@@ -246,9 +254,8 @@ def grid_section(report: Report, dataset: str) -> list[Block]:
         return []
     fig = qualitative_figure(rows, list(data.class_names), ignore_index=data.ignore_index, dataset=dataset)
     path = save_figure(fig, fig_dir, f"qualitative_{slug(dataset)}", quantize=True)
-    scored = scored_class(data.class_names)
-    legend = (f"overlays: yellow = true {scored}; per method green = correct, red = false positive, blue = missed"
-              if scored else "overlays: predicted classes")
+    legend = (f"overlays: yellow = true {data.class_names[1]}; per method green = correct, red = false positive, "
+              "blue = missed" if data.num_classes == 2 else "overlays: predicted classes")
     more = f" Only the {MAX_GRID_METHODS} best methods are shown." if len(methods) > MAX_GRID_METHODS else ""
     return [Figure(path, f"{dataset}: best, median and worst test image for {shown[0]} (best dataset-level Dice) and "
                          f"the image where methods disagree most (seed {seed}); {legend}.{more}")]

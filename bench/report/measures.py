@@ -16,6 +16,7 @@ import pandas as pd
 
 from segbench.measure.boundary import DEFAULT_TOLERANCE
 from segbench.measure.schema import (
+    MEAN,
     METRICS,
     cell_column,
     class_names_from_columns,
@@ -23,13 +24,13 @@ from segbench.measure.schema import (
     image_column,
     metric,
     metric_names_in,
-    scored_class,
     summary_metric_keys,
 )
 from segbench.report.figures import reliability_figure, save_figure
 from segbench.report.format import fmt, fmt_ci
 from segbench.report.stats import paired_seeds_test
 from segbench.report.render import Figure, Heading, Para, Table
+from segbench.report.rundata import scored_class
 from segbench.run.records import slug
 
 __all__ = ["measures_blocks", "measures_table", "reliability_table", "stage_effects_table"]
@@ -43,8 +44,8 @@ def measures_table(summary: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, s
     """One row per method (means over seeds): every per-image label-map metric of ``segbench.measure.schema``
     (boundary scores, clDice when run) and the pooled pixel ones (ECE, Brier).
 
-    Binary datasets show the scored class; multi-class ones the mean over the classes where a score is
-    defined (NaN left out).
+    The class the headline scores (``rundata.scored_class``: a binary dataset's lesion, ISBI's membrane), else
+    the mean over the classes where a score is defined (NaN left out).
 
     Returns:
         ``(table, label)``: columns ``method, family``, then the metrics' names (``bf1, hd95, assd, [cldice],
@@ -59,12 +60,12 @@ def measures_table(summary: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, s
     classes = _classes(summary, ok, keys) if len(ok) else []
     if not classes or "ece" not in ok:
         return pd.DataFrame(columns=columns), ""
-    scored = scored_class(classes)
+    scored = scored_class(summary, dataset)
     rows = []
     for method, cells in ok.groupby("method", sort=False):
         row: dict[str, Any] = {"method": method, "family": cells["family"].iloc[0]}
         for key in keys:
-            if scored:
+            if scored != MEAN:
                 row[key] = float(cells[cell_column(key, scored, aggregation="per_image")].mean())
             else:
                 per_class = cells[[cell_column(key, c, aggregation="per_image") for c in classes]].to_numpy(float)
@@ -74,15 +75,14 @@ def measures_table(summary: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, s
         rows.append(row)
     first = specs[keys[0]]
     table = pd.DataFrame(rows, columns=columns).sort_values(keys[0], ascending=not first.higher_is_better, kind="stable")
-    return table.reset_index(drop=True), headline_label(classes)
+    return table.reset_index(drop=True), headline_label(scored)
 
 
-def _per_image(per_image: pd.DataFrame, method: str, key: str, classes: list[str]) -> pd.DataFrame:
-    """``(seeds x images)`` per-image values of a score: the scored class of a binary task, else the mean
-    over the classes where it is defined."""
+def _per_image(per_image: pd.DataFrame, method: str, key: str, classes: list[str], scored: str) -> pd.DataFrame:
+    """``(seeds x images)`` per-image values of a score: the scored class, else (``mean``) the mean over the
+    classes where it is defined."""
     rows = per_image[per_image["method"] == method]
-    scored = scored_class(classes)
-    columns = [image_column(key, c) for c in ([scored] if scored else classes)]
+    columns = [image_column(key, c) for c in ([scored] if scored != MEAN else classes)]
     values = rows[columns].mean(axis=1, skipna=True)  # NaN only where no class is defined
     return rows.assign(value=values).pivot_table(index="seed", columns="image_id", values="value", dropna=False)
 
@@ -117,7 +117,8 @@ def stage_effects_table(summary: pd.DataFrame, per_image: pd.DataFrame, dataset:
             continue
         row: dict[str, Any] = {"pipeline": after, "before": before, **dict.fromkeys(f"d_{k}" for k in compared)}
         for key in keys:  # clDice only with --cldice; a missing score stays None
-            a, b = _per_image(rows_here, after, key, classes), _per_image(rows_here, before, key, classes)
+            scored = scored_class(summary, dataset)
+            a, b = _per_image(rows_here, after, key, classes, scored), _per_image(rows_here, before, key, classes, scored)
             seeds, images = a.index.intersection(b.index), a.columns.intersection(b.columns)
             diff = a.loc[seeds, images].to_numpy(float) - b.loc[seeds, images].to_numpy(float)
             row[f"d_{key}"], _ = paired_seeds_test(diff) if diff.size else (None, None)

@@ -27,12 +27,14 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from segbench.datasets import build_dataset
+from segbench.datasets import DATASETS, build_dataset
 from segbench.datasets.base import dataset_entries
 from segbench.measure.metrics import confusion_matrix, scores_from_confusion
 from segbench.measure.schema import (
+    MEAN,
     class_names_from_columns,
     confusion_columns,
+    default_scored_class,
     headline_column,
     headline_label,
     parse_column,
@@ -40,26 +42,51 @@ from segbench.measure.schema import (
 from segbench.report.robustness import main_rows
 from segbench.run.records import PREDICTIONS_CELL_FILE, load_tables, prediction_dir, prediction_path
 
-__all__ = ["RunData", "headline_columns", "pool_folds"]
+__all__ = ["RunData", "headline_columns", "scored_class", "pool_folds"]
 
 #: A (dataset, method, seed) cell group: one cell, or one per fold in a K-fold run.
 Key = tuple[str, str, int]
 
 
-def headline_columns(summary: pd.DataFrame, dataset: str, *, aggregation: str | None = "dataset",
-                     class_names: list[str] | None = None) -> tuple[str, str, str]:
-    """The score columns to lead with for a dataset: ``(label, dice column, iou column)``, by the headline rule
-    of ``segbench.measure.schema`` (binary: the scored class; otherwise the mean over classes).
+def scored_class(summary: pd.DataFrame, dataset: str) -> str:
+    """The class a dataset's headline scores, or ``"mean"`` (``schema.MEAN``: the mean over classes).
+
+    The run's ``scored_class`` column (every cell writes it); in older run folders, the dataset kind's
+    declaration (ISBI 2012: membrane), else the schema's default rule on the classes of the columns.
+    """
+    rows = summary[summary["dataset"] == dataset]
+    recorded = rows["scored_class"].dropna() if "scored_class" in rows else pd.Series(dtype=object)
+    if len(recorded):
+        return str(recorded.iloc[0])
+    if dataset in DATASETS.names() and DATASETS.get(dataset).scored_class:
+        return str(DATASETS.get(dataset).scored_class)
+    return default_scored_class(class_names_from_columns(summary, dataset))
+
+
+def headline_columns(summary: pd.DataFrame, dataset: str, *, aggregation: str | None = "dataset") -> tuple[str, str, str]:
+    """The score columns to lead with for a dataset: ``(label, dice column, iou column)``.
+
+    The class ``scored_class`` names; for ``mean``, the mean over classes, whose label says how many of the
+    dataset's classes it averages when some class's score is undefined (no pixel in truth or prediction) in
+    every cell, so a mean over fewer classes is never passed off as one over all.
 
     Args:
-        summary: summary.csv (its ``dataset_iou_<class>`` columns give the class names when not given).
+        summary: summary.csv.
         dataset: The dataset.
-        aggregation: ``dataset``, ``per_image`` (summary.csv) or None (per_image.csv's columns).
-        class_names: The dataset's class names when known (``RunData.class_names``: from cell.json).
+        aggregation: ``dataset``, ``per_image`` (summary.csv's columns) or None (per_image.csv's).
     """
-    names = class_names if class_names is not None else class_names_from_columns(summary, dataset)
-    return (headline_label(names), headline_column("dice", names, aggregation=aggregation),
-            headline_column("iou", names, aggregation=aggregation))
+    scored = scored_class(summary, dataset)
+    columns = headline_column("dice", scored, aggregation=aggregation), headline_column("iou", scored, aggregation=aggregation)
+    if scored != MEAN:
+        return (headline_label(scored), *columns)
+    defined = class_names_from_columns(summary, dataset, name="iou", aggregation=aggregation or "dataset")
+    rows = summary[summary["dataset"] == dataset]
+    matrices = rows["confusion"].dropna() if "confusion" in rows else pd.Series(dtype=object)
+    total = len(json.loads(matrices.iloc[0])) if len(matrices) and str(matrices.iloc[0]).startswith("[") else None
+    label = headline_label(MEAN)
+    if total is not None and len(defined) < total:
+        label = f"mean over {len(defined)} of {total} classes (the others undefined: no pixel in truth or prediction)"
+    return (label, *columns)
 
 
 def _fold_of(row: Any) -> int:
@@ -125,7 +152,11 @@ class RunData:
     def headline(self, dataset: str, *, aggregation: str | None = None) -> tuple[str, str, str]:
         """``(label, Dice column, IoU column)`` of the headline score: per_image.csv's columns by default,
         summary.csv's with ``aggregation`` ``dataset`` or ``per_image``."""
-        return headline_columns(self.summary, dataset, aggregation=aggregation, class_names=self.class_names(dataset))
+        return headline_columns(self.summary, dataset, aggregation=aggregation)
+
+    def scored_class(self, dataset: str) -> str:
+        """The class the dataset's headline scores, or ``"mean"`` (``scored_class``)."""
+        return scored_class(self.summary, dataset)
 
     def has_per_image(self, dataset: str) -> bool:
         """Whether ``per_image.csv`` has rows of the dataset (older reference folders lack the file)."""

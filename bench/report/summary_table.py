@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from segbench.measure.schema import cell_column, metric, scored_class
+from segbench.measure.schema import MEAN, cell_column, metric
 from segbench.report.rundata import RunData
 
 __all__ = ["DEFAULT_METRICS", "summary_table"]
@@ -69,7 +69,8 @@ def summary_table(run: RunData, dataset: str | None = None, *, metrics: Sequence
     if dataset not in datasets:
         raise ValueError(f"{run.run_dir} has no dataset {dataset!r}; it has {', '.join(datasets)}")
     ok = run.ok(dataset).copy()
-    cls = scored_class(run.class_names(dataset))
+    scored = run.scored_class(dataset)
+    cls = None if scored == MEAN else scored
     names = list(metrics) if metrics is not None else DEFAULT_METRICS["binary" if cls else "multi"]
     for name in names if cls is None else ():  # a multi-class task's per-image label-map scores: class means
         if metric(name).source == "labels":

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from segbench.measure.schema import cell_column, scored_class
+from segbench.measure.schema import MEAN, cell_column
 from segbench.report.format import markdown_table
 from segbench.report.rundata import RunData, headline_columns
 from segbench.report.stats import (
@@ -89,7 +89,8 @@ def scores_table(run: RunData, dataset: str) -> pd.DataFrame:
     ok = run.ok(dataset)
     _, dice_ds, iou_ds = run.headline(dataset, aggregation="dataset")
     _, dice_img, iou_img = run.headline(dataset, aggregation="per_image")
-    class_name = scored_class(run.class_names(dataset))
+    scored = run.scored_class(dataset)
+    class_name = None if scored == MEAN else scored
     rows, notes = [], []
     for method, cells in ok.groupby("method", sort=False):
         seeds = sorted(int(s) for s in cells["seed"])
