@@ -10,6 +10,7 @@ import pandas as pd
 
 from segbench.report.figures import budget_figure, learning_curves_figure, save_figure
 from segbench.report.format import fmt
+from segbench.report.render import Block, Figure, Heading, Para, Table
 from segbench.run.folder import CURVES_FILE
 
 __all__ = ["training_blocks", "training_table"]
@@ -41,31 +42,32 @@ def training_table(summary: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def training_blocks(run_dir: Path, all_summary: pd.DataFrame, all_per_image: pd.DataFrame, *, dataset: str,
-                    column: str, label: str, fig_dir: Path | None) -> list[tuple[Any, ...]]:
-    """``(kind, *args)`` blocks (as ``report_sections`` gives them) of one dataset's training section; none
-    when no cell of the dataset trained a network."""
+def training_blocks(run: Any, dataset: str, fig_dir: Path | None) -> list[Block]:
+    """The training section of a dataset of a ``RunData`` (its whole tables: every budget); none when no cell of
+    the dataset trained a network. Figures go to ``fig_dir`` (None leaves them out)."""
+    all_summary, all_per_image = run.all_summary, run.all_per_image
+    label, column, _ = run.headline(dataset)
     summary = all_summary[(all_summary["dataset"] == dataset) & (all_summary["status"] == "ok")]
     if "corruption" in summary.columns:
         summary = summary[summary["corruption"].astype(str) == "none"]
-    path = Path(run_dir) / CURVES_FILE
+    path = Path(run.run_dir) / CURVES_FILE
     curves = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["dataset", "method", "val_score"])
     curves = curves[curves["dataset"] == dataset]
     table = training_table(summary, curves)
     if table.empty:
         return []
-    blocks: list[tuple[Any, ...]] = [
-        ("heading", 3, "Training"),
-        ("para", "How each network's training went: epochs run and the epoch whose weights were kept (best "
+    blocks: list[Block] = [
+        Heading(3, "Training"),
+        Para("How each network's training went: epochs run and the epoch whose weights were kept (best "
                  "validation mean IoU), cells that kept their last epoch (still improving when training stopped) "
                  "and cells whose validation score never rose above their first epoch's, what stopped training, and "
                  "the seconds of optimiser work (the budget clock: CPU seconds on CPU) beside the validation "
                  "seconds, which no budget is charged (means over cells)."),
-        ("table", table),
+        Table(table),
     ]
     if fig_dir is not None and len(curves):
         png = save_figure(learning_curves_figure(curves, dataset=dataset), fig_dir, f"learning_curves_{dataset}")
-        blocks.append(("figure", png, f"{dataset}: validation mean IoU against training seconds (curves.csv)"))
+        blocks.append(Figure(png, f"{dataset}: validation mean IoU against training seconds (curves.csv)"))
     budgets = pd.to_numeric(summary.get("budget_s", pd.Series(dtype=float)), errors="coerce")
     if budgets.nunique() > 1 and "budget_s" in all_per_image.columns:
         images = all_per_image[(all_per_image["dataset"] == dataset) & all_per_image["budget_s"].notna()]
@@ -74,10 +76,10 @@ def training_blocks(run_dir: Path, all_summary: pd.DataFrame, all_per_image: pd.
         by_budget = images.groupby(["method", "budget_s"], sort=False)[column].mean().rename("score").reset_index()
         wide = by_budget.pivot(index="method", columns="budget_s", values="score")
         shown = wide.map(fmt).rename(columns=lambda b: f"{b:g} s").reset_index()
-        blocks += [("heading", 3, "Score against training budget"),
-                   ("para", f"Per-image Dice ({label}) at each training budget (--budget-s), mean over the test images."),
-                   ("table", shown)]
+        blocks += [Heading(3, "Score against training budget"),
+                   Para(f"Per-image Dice ({label}) at each training budget (--budget-s), mean over the test images."),
+                   Table(shown)]
         if fig_dir is not None:
             png = save_figure(budget_figure(by_budget, dataset=dataset, label=f"per-image Dice ({label})"), fig_dir, f"budget_{dataset}")
-            blocks.append(("figure", png, f"{dataset}: score against training budget"))
+            blocks.append(Figure(png, f"{dataset}: score against training budget"))
     return blocks

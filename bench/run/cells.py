@@ -28,11 +28,8 @@ from segbench.measure.latency import (
     summarize_split,
     timed_call,
 )
-from segbench.measure.metrics import (
-    ConfusionMatrix,
-    flatten_scores,
-    scores_from_confusion,
-)
+from segbench.measure.metrics import ConfusionMatrix, scores_from_confusion
+from segbench.measure.schema import confusion_columns
 from segbench.methods import IncompatibleError, Method, build_method
 from segbench.methods.tiling import Tiling
 from segbench.run.environment import device_name
@@ -235,8 +232,8 @@ def _score(
         "device": device,
         "device_name": device_name(device),
         "threads": torch.get_num_threads(),
-        **flatten_scores(result["dataset"], dataset.class_names, prefix="dataset_"),
-        **flatten_scores(result["per_image"], dataset.class_names, prefix="per_image_"),
+        **confusion_columns(result["dataset"], dataset.class_names, aggregation="dataset"),
+        **confusion_columns(result["per_image"], dataset.class_names, aggregation="per_image"),
         **measures.summary(),
     }
     c = dataset.num_classes
@@ -258,7 +255,7 @@ def _image_row(
            "train_fraction": task.train_fraction, "corruption": corruption, "severity": severity, "image_id": sample_id}
     if task.budget_s is not None:
         row["budget_s"] = task.budget_s
-    return {**row, **flatten_scores(scores_from_confusion(cm), class_names), "latency_ms": ms,
+    return {**row, **confusion_columns(scores_from_confusion(cm), class_names), "latency_ms": ms,
             "model_ms": model_ms, "overhead_ms": overhead_ms}
 
 
