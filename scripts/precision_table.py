@@ -32,7 +32,7 @@ def precision_table(bf16_dir: str, fp32_dir: str, column: str = "dice_lesion") -
         pick = lambda t: t[np.logical_and.reduce([t[k] == v for k, v in key.items()]) & (t["corruption"] == "none")]  # noqa: E731
         paired = pick(i16)[["image_id", column]].merge(pick(i32)[["image_id", column]], on="image_id", suffixes=("_bf16", "_fp32"))
         diff = (paired[f"{column}_bf16"] - paired[f"{column}_fp32"]).to_numpy(float)
-        ci = bootstrap_ci(lambda w: (w * diff).sum(1) / w.sum(1), len(diff))
+        ci = bootstrap_ci(lambda w: (w * diff).sum(-1) / w.sum(-1), len(diff))
         rows.append({
             "method": cell.method, "fold": cell.fold, "epochs": f"{cell.epochs_run_bf16:g}/{cell.epochs_run_fp32:g}",
             "precision ran": f"{cell.precision_bf16}/{cell.precision_fp32}",
