@@ -114,7 +114,8 @@ class _Report:
         run, env = self.run, self.run.environment
         blocks: list[Block] = [Heading(1, f"segbench report: {run.run_dir.name}")]
         if env:
-            blocks.append(Para(f"Run {env.get('created')} on {env.get('cpu')} ({env.get('torch_threads')} torch threads"
+            threads = env.get("threads_per_cell") or env.get("torch_threads")  # older runs: the driver's threads
+            blocks.append(Para(f"Run {env.get('created')} on {env.get('cpu')} ({threads} torch threads per cell"
                                + (f", GPU {env['gpu']}" if env.get("gpu") else "") + f"), segbench commit {env.get('git_commit')}."
                                + (f" {loaded_machine(env)}" if loaded_machine(env) else "")))
         if run.summary.empty:
