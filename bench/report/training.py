@@ -53,6 +53,8 @@ def training_blocks(run: Any, dataset: str, fig_dir: Path | None) -> list[Block]
     path = Path(run.run_dir) / CURVES_FILE
     curves = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["dataset", "method", "val_score"])
     curves = curves[curves["dataset"] == dataset]
+    if "best_epoch" not in summary.columns:  # run folders from before the loop recorded its epochs (issue 22)
+        return []
     table = training_table(summary, curves)
     if table.empty:
         return []
