@@ -212,11 +212,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if not (Path(args.run_dir) / "summary.csv").is_file():
         raise UsageError(f"{args.run_dir}: no summary.csv; give a run folder written by 'segbench run'")
     out = _writable_folder(Path(args.out) if args.out else Path(args.run_dir))
-    text = write_report(args.run_dir, out_dir=out, formats=formats, figures=not args.no_figures)  # type: ignore[arg-type]
-    if "md" in formats:
-        print(text)
+    write_report(args.run_dir, out_dir=out, formats=formats, figures=not args.no_figures)  # type: ignore[arg-type]
+    print((out / "verdict.txt").read_text(), end="")
     written = [str(out / f"report.{f}") for f in formats] + ([str(out / "figures")] if not args.no_figures else [])
-    print(f"\nWritten: {', '.join(written)}")
+    print(f"\nWritten: {', '.join(written + [str(out / 'tables')])}")
     return 0
 
 

@@ -3,7 +3,7 @@
 One room per concern: ``rundata`` (loading a run folder, its compatibility code, folds pooled), ``stats``
 (bootstrap intervals over images, and over seeds x images; paired tests; Holm), ``tables`` (the numeric
 tables and the CLI's short table), ``prose`` (the automatic sentences), ``render`` (Markdown and HTML),
-``figures`` and ``document`` (the report's content and ``write_report``).
+``verdict`` (what won, by how much, how sure, against the floor), ``figures`` and ``document`` (the report's content and ``write_report``).
 """
 
 from segbench.report.document import MAX_GRID_METHODS, write_report
