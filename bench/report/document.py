@@ -273,8 +273,8 @@ def grid_section(report: Report, dataset: str) -> list[Block]:
         return []
     fig = qualitative_figure(rows, list(data.class_names), ignore_index=data.ignore_index, dataset=dataset)
     path = save_figure(fig, fig_dir, f"qualitative_{slug(dataset)}", quantize=True)
-    legend = (f"overlays: yellow = true {data.class_names[1]}; per method green = correct, red = false positive, "
-              "blue = missed" if data.num_classes == 2 else "overlays: predicted classes")
+    legend = (f"overlays: blue = true {data.class_names[1]}; per method blue = correct, vermillion = false positive, "
+              "yellow = missed" if data.num_classes == 2 else "overlays: predicted classes")
     more = f" Only the {MAX_GRID_METHODS} best methods are shown." if len(methods) > MAX_GRID_METHODS else ""
     return [Figure(path, f"{dataset}: best, median and worst test image for {shown[0]} (best dataset-level Dice) and "
                          f"the image where methods disagree most (seed {seed}); {legend}.{more}")]
@@ -317,10 +317,12 @@ def overview_section(report: Report) -> list[Block]:
                                + ": dataset-level (pooled pixels) and per-image mean."))
     path = save_figure(accuracy_latency_figure(report.scores, labels), fig_dir, "accuracy_vs_latency")
     blocks.append(Figure(path, "Dataset-level Dice against median latency per image (log scale), one point per method "
-                               "(mean over seeds); the dashed line is the Pareto front (no method is both faster and better)."))
+                               "(mean over seeds); the dashed line is the Pareto front (no method is both faster and better)"
+                               + (f", the dotted line the floor ({FLOOR})" if any(FLOOR in set(s["method"]) for s in report.scores.values()) else "")
+                               + "."))
     if any(len(v) for v in long.values()):
         path = save_figure(per_image_figure({k: v for k, v in long.items() if len(v)}, labels), fig_dir, "per_image_dice")
-        blocks.append(Figure(path, "Per-image Dice: box over test images (every seed), each image a point."))
+        blocks.append(Figure(path, "Per-image Dice: box over test images (every seed; quartiles, whiskers 1.5 IQR), each image a dot."))
     return blocks
 
 

@@ -84,7 +84,7 @@ def verdict_lines(dataset: str, scores: pd.DataFrame, paired: pd.DataFrame, labe
         lines = [text + "; no other method to compare."]
     else:
         nxt = ranked.iloc[1]
-        text += f", {fmt(lead['dice_dataset'] - nxt['dice_dataset'])} ahead of {nxt['method']} ({fmt(nxt['dice_dataset'])})"
+        text += f", {lead['dice_dataset'] - nxt['dice_dataset']:+.3f} ahead of {nxt['method']} ({fmt(nxt['dice_dataset'])})"
         g = gap(paired, lead["method"], nxt["method"])
         if g is None:
             lines = [text + "; no paired test (no per-image scores)."]
