@@ -117,3 +117,17 @@ def test_reference_folder_rereports_its_tables(folder, tmp_path):
 def test_cell_comparison_catches_a_changed_number():
     assert _same_cell("0.927 [0.909, 0.940]", "0.927") and _same_cell("slic", "slic")
     assert not _same_cell("0.927 [0.909, 0.940]", "0.928") and not _same_cell("0.5", "0.6")
+
+
+def test_ph2_cv_report_opens_with_its_verdict_and_a_scores_table_of_120_characters():
+    """The committed report of the main reference run answers first, in a table a terminal shows whole."""
+    folder = REFERENCE / "current" / "ph2-cv"
+    md = (folder / "report.md").read_text()
+    assert [line for line in md.splitlines() if line.startswith("## ")][0] == "## Verdict"
+    verdict = (folder / "verdict.txt").read_text().splitlines()
+    assert verdict and verdict[0].startswith("ph2 (Dice lesion, dataset-level, 140 test images): ")
+    assert md.split("## Verdict", 1)[1].lstrip().startswith(verdict[0])
+    table = [line for line in md.split("### Scores", 1)[1].split("\n#", 1)[0].splitlines() if line.startswith("|")]
+    assert len(table) == 2 + 20  # header, rule, one row per method
+    assert max(map(len, table)) <= 120, max(table, key=len)
+    assert table[0].count(" | ") + 1 <= 10
