@@ -156,3 +156,10 @@ def test_pareto_labels_do_not_overlap_and_per_image_dots_have_a_legend():
     fig = per_image_figure({"ph2": long}, {"ph2": "lesion"})
     texts = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
     assert "one test image (per seed)" in texts and any(t.startswith("box") for t in texts)
+
+
+def test_verdict_of_a_run_of_the_floor_alone():
+    scores = pd.DataFrame([{"method": "constant", "n_images": 5, "seeds": 1, "dice_dataset": 0.0}])
+    from segbench.report.verdict import verdict_lines
+
+    assert verdict_lines("d", scores, pd.DataFrame(), "lesion") == ["d: only the floor (constant) ran: it scores 0.000."]

@@ -99,6 +99,8 @@ def verdict_lines(dataset: str, scores: pd.DataFrame, paired: pd.DataFrame, labe
                         "prediction scores)."]
     floor = scores[scores["method"] == FLOOR].iloc[0]
     beats = beats_floor(scores, paired)
+    if not beats:
+        return [f"{dataset}: only the floor ({FLOOR}) ran: it scores {fmt(floor['dice_dataset'])}."]
     below = [m for m, b in beats.items() if not b]
     how = (f"significantly higher per-image Dice, Holm p < {ALPHA:g}" if not paired.empty
            else "a higher dataset-level Dice; no paired test without per-image scores")
