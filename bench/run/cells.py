@@ -152,7 +152,9 @@ def _evaluate(task: CellTask) -> CellOutcome:
         "n_test": len(test_ids),
         "train_s": train_s,
         "base_cell": base_cell,
-        **{k: method.train_info.get(k) for k in ("epochs_run", "budget_s", "stop_reason")},  # empty: no network trained
+        # empty where no network trained; weights* only for zoo networks (what training started from)
+        **{k: method.train_info.get(k) for k in ("epochs_run", "budget_s", "stop_reason", "weights", "weights_sha256",
+                                                  "weights_source")},
     }
     after = {"method_config": json.dumps(method.config(), default=str)}
     for scored in (clean, *variants):

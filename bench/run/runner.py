@@ -51,7 +51,7 @@ from segbench.datasets.splits import (
 from segbench.datasets.transforms import WorkSize
 from segbench.datasets.validate import check_masks, missing_classes
 from segbench.measure.boundary import DEFAULT_TOLERANCE, check_tolerance
-from segbench.methods import METHODS, split_spec
+from segbench.methods import METHODS, IncompatibleError, SetupError, build_method, split_spec
 from segbench.methods.tiling import Tiling
 from segbench.registry import import_modules
 from segbench.run.cells import CellOutcome, CellTask, evaluate_cell, failed_outcome
@@ -128,7 +128,9 @@ class RunConfig:
             raise ValueError(f"budget_s={self.budget_s} must be > 0 seconds (--budget-s)")
         dataset_entries(self.datasets)
         for spec in self.methods:
-            split_spec(spec)
+            problem = METHODS.get(split_spec(spec)[0]).unavailable()  # a missing optional extra, named
+            if problem:
+                raise SetupError(problem)
         self.tiling()  # bad tile settings fail here, naming the fix
         check_tolerance(self.boundary_tolerance)
 
@@ -175,8 +177,9 @@ def _splits(config: RunConfig, dataset: Any, folder: RunFolder, name: str) -> li
     return splits
 
 
-def preflight(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] = print) -> None:
-    """Index every dataset of the run and check every mask, before any cell starts.
+def preflight(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] = print) -> dict[str, int]:
+    """Index every dataset of the run and check every mask, before any cell starts; returns each dataset's
+    number of classes.
 
     Logs how each dataset's masks are read (what ``mask_mode=auto`` decided) and, loudly, each class that no
     test mask holds (its scores will be NaN, not a perfect score).
@@ -184,7 +187,7 @@ def preflight(config: RunConfig, *, progress: bool = True, log: Callable[[str], 
     Raises:
         DataError: every problem found, in all datasets, listed together (each naming its file).
     """
-    problems = []
+    problems, num_classes = [], {}
     for entry in dataset_entries(config.datasets):
         try:
             dataset = build_dataset(entry.spec, data_dir=config.data_dir, options=entry.options(config.dataset_options))
@@ -198,6 +201,7 @@ def preflight(config: RunConfig, *, progress: bool = True, log: Callable[[str], 
         except (DataError, ValueError, TypeError) as exc:  # the dataset itself cannot be built or split
             problems.append(f"{entry.name}: {exc}")
             continue
+        num_classes[entry.name] = dataset.num_classes
         eval_split = "test" if split["test"] else "val"
         for name in missing_classes(dataset, present, split[eval_split]):
             log(f"WARNING: {entry.name}: class {name!r} has no pixel in any {eval_split} mask; its IoU and Dice there "
@@ -206,6 +210,29 @@ def preflight(config: RunConfig, *, progress: bool = True, log: Callable[[str], 
         listed = "\n  ".join(problems)
         raise DataError(f"{len(problems)} problem(s) in the data, nothing was run; fix them (segbench validate "
                         f"lists them too):\n  {listed}")
+    return num_classes
+
+
+def setup_methods(config: RunConfig, num_classes: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """``Method.setup`` of each base method of the run, once per class count, before any cell: a weights file is
+    downloaded once (here, not in every worker) and checked; returns the provenance per method for
+    environment.json (methods that need nothing are left out).
+
+    Raises:
+        SetupError: a method cannot be set up (no network for its weights, a file that does not fit).
+    """
+    provenance = {}
+    for spec, classes in itertools.product(config.methods, sorted(set(num_classes.values()))):
+        base = split_spec(spec)[0]
+        options = _with_budget(base, {k: v for k, v in config.method_options.items() if k == base}, config.budget_s)
+        try:
+            method = build_method(base, classes, options=options, quick=config.quick)
+        except IncompatibleError:  # its cells are recorded as skipped
+            continue
+        info = method.setup()
+        if info:
+            provenance[base] = info
+    return provenance
 
 
 def _plan(config: RunConfig, folder: RunFolder) -> tuple[list[CellTask], dict[str, CellOutcome]]:
@@ -278,9 +305,10 @@ def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] 
     """
     import_modules(config.imports)  # modules that register the user's own methods and datasets
     config.validate()
-    preflight(config, progress=progress, log=log)
+    weights = setup_methods(config, preflight(config, progress=progress, log=log))
     folder = RunFolder(Path(config.out), command=config.command)
-    write_atomic(folder.root / "environment.json", lambda p: p.write_text(json.dumps(environment(config.to_json()), indent=1, default=str)))
+    env = {**environment(config.to_json()), **({"weights": weights} if weights else {})}
+    write_atomic(folder.root / "environment.json", lambda p: p.write_text(json.dumps(env, indent=1, default=str)))
     tasks, known = _plan(config, folder)
     keys = [t.key for t in tasks]
     todo = [t for t in tasks if not folder.finished(t.key)]
