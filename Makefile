@@ -38,7 +38,7 @@ zoo: $(BIN)/.installed-zoo
 
 # The zoo's tests (they skip in a venv without the extra).
 test-zoo: zoo
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests/test_zoo.py $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest tests/test_zoo.py $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/segbench run --datasets synthetic,synthetic-multiclass --quick --out $(OUT)
