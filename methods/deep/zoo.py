@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -500,12 +501,21 @@ def _host(url: str) -> str:
 
 
 def _reachable(url: str) -> bool:
-    """Whether the download host answers within ``PROBE_TIMEOUT_S`` (a TCP connection to port 443)."""
-    try:
-        with socket.create_connection((_host(url), 443), timeout=PROBE_TIMEOUT_S):
-            return True
-    except OSError:
-        return False
+    """Whether the download host answers within ``PROBE_TIMEOUT_S`` (a TCP connection to port 443). In a thread,
+    because the connection's timeout does not cover the name lookup, which a broken resolver can stall."""
+    answered = threading.Event()
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((_host(url), 443), timeout=PROBE_TIMEOUT_S):
+                answered.set()
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(PROBE_TIMEOUT_S)
+    return answered.is_set()
 
 
 def _hub_cached(repo: str, filename: str, revision: str | None) -> Path:
