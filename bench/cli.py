@@ -17,7 +17,7 @@ import torch
 
 from segbench import __version__
 from segbench.datasets import DATASETS, DataError
-from segbench.datasets.base import dataset_entries
+from segbench.datasets.base import COMMON_OPTIONS, dataset_entries
 from segbench.datasets.transforms import parse_size
 from segbench.datasets.validate import validate_dataset
 from segbench.measure.latency import method_latency_table
@@ -28,7 +28,7 @@ from segbench.options import UsageError, csv_of, option_types, parse_assignments
 from segbench.registry import ImportFailed, UnknownNameError, import_modules
 from segbench.report import brief_table, write_report
 from segbench.report.figures import save_figure, throughput_figure
-from segbench.run.environment import environment
+from segbench.run.environment import environment, loaded_machine
 from segbench.run.runner import RunConfig, run
 
 __all__ = ["main", "method_options", "dataset_options"]
@@ -50,7 +50,8 @@ def dataset_options(items: list[str] | None, datasets: Sequence[str]) -> dict[st
     """``--dataset-opt`` items, typed and checked; a name is a dataset kind or a dataset's name in this run."""
     entries = dataset_entries(datasets)
     kind_of = {**{e.kind: e.kind for e in entries}, **{e.name: e.kind for e in entries}}
-    declared = lambda n: {k: t for k, t in option_types(DATASETS.get(kind_of[n])).items() if k != "strict"}  # noqa: E731
+    declared = lambda n: {**{k: t for k, t in option_types(DATASETS.get(kind_of[n])).items() if k != "strict"},  # noqa: E731
+                          **COMMON_OPTIONS}
     return typed_options(parse_assignments(items, "--dataset-opt"), declared, flag="--dataset-opt",
                          valid_names=list(kind_of))
 
@@ -148,6 +149,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         budget_s=args.budget_s,
         boundary_tolerance=args.boundary_tolerance,
         cldice=args.cldice,
+        threads=args.threads,
     )
     try:
         config.validate()
@@ -217,7 +219,8 @@ def _cmd_latency(args: argparse.Namespace) -> int:
     table = method_latency_table(methods, sizes, device=args.device, amp=args.amp, warmup=args.warmup,
                                  repeats=args.repeats, batch_sizes=batches, threads=args.threads, roofline=args.roofline)
     table.to_csv(out / "latency.csv", index=False)
-    text = latency_markdown(table)
+    env = json.loads((out / "environment.json").read_text())
+    text = latency_markdown(table) + (f"\n\n{loaded_machine(env)}" if loaded_machine(env) else "")
     (out / "latency.md").write_text(text)
     print(text)
     if len(batches) > 1:
@@ -295,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated fractions of the training part, each a cell of the grid (nested subsets)")
     p.add_argument("--corruptions", default=[], type=csv_of(str),
                    help="comma-separated test-image corruptions each cell is also scored on, e.g. gaussian_noise,jpeg")
-    p.add_argument("--severities", default=[1, 3, 5], type=csv_of(int), help="corruption severities 1..5 (default: 1,3,5)")
+    p.add_argument("--severities", default=None, type=csv_of(int),
+                   help="corruption severities 1..5, with --corruptions (default: 1,3,5)")
     p.add_argument("--no-share-bases", action="store_true",
                    help="every pipeline fits its own base (default: pipelines on one base share its fit)")
     p.add_argument("--save-predictions", action="store_true", help="write each predicted label map as a PNG")
@@ -314,8 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="run folder (default: results/run-<timestamp>); re-use it to resume")
     p.add_argument("--executor", choices=["local", "dask"], default="local", help="where cells run (default: local)")
     p.add_argument("--scheduler", default=None, help="dask: address of a running scheduler, e.g. tcp://host:8786")
-    p.add_argument("--workers", type=int, default=None, help="dask: LocalCluster worker processes")
-    p.add_argument("--threads-per-worker", type=int, default=None, help="dask: torch threads per cell on a LocalCluster")
+    p.add_argument("--workers", type=int, default=None,
+                   help="cells run at a time, each in its own process (local: default 1; dask: LocalCluster workers)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch, BLAS/OpenMP and scikit-learn threads of every cell, whatever OMP_NUM_THREADS says (default: 1)")
+    p.add_argument("--threads-per-worker", type=int, default=None, help="dask LocalCluster: threads per cell (as --threads)")
     p.add_argument("--retries", type=int, default=1, help="times a failed cell is tried again (default: 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_run)

@@ -22,6 +22,7 @@ __all__ = [
     "SampleList",
     "IGNORE_INDEX",
     "DatasetEntry",
+    "COMMON_OPTIONS",
     "build_dataset",
     "dataset_entries",
     "parse_dataset_spec",
@@ -81,10 +82,33 @@ class SegmentationDataset(abc.ABC):
     #: side or (width, height)), so methods are compared at one size; ``--size`` overrides it. None: the
     #: dataset declares none and each method works at its own ``default_work_size``.
     work_size: int | tuple[int, int] | None = None
+    #: The class a binary headline (Dice, IoU) scores; None: the second class (lesion, foreground...), or on a
+    #: multi-class dataset the mean over classes. ``--dataset-opt NAME.scored_class=CLASS`` (or ``mean``) sets it.
+    scored_class: str | None = None
+    #: Declared classes that may be absent from every mask (``--dataset-opt NAME.allow_absent_classes=a,b``);
+    #: any other class the user declared that no mask holds stops the run before it starts (``validate.absent_classes``).
+    allow_absent_classes: tuple[str, ...] = ()
+    #: Whether the class list comes from the user (class_names, num_classes, a colour map): then a class no mask
+    #: holds is most likely a misread and is refused. A loader's fixed list (CamVid's 11) only warns: a subset
+    #: of the data may lack a class.
+    classes_from_user: bool = False
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def headline_class(self) -> str:
+        """The class the headline scores (``scored_class``), or ``"mean"`` for the mean over classes.
+
+        Raises:
+            DataError: ``scored_class`` names no class of the dataset.
+        """
+        if self.scored_class is None:
+            return self.class_names[1] if self.num_classes == 2 else "mean"
+        if self.scored_class != "mean" and self.scored_class not in self.class_names:
+            raise DataError(f"{self.name}: scored_class={self.scored_class!r} is not a class of the dataset; choose one "
+                            f"of {', '.join(self.class_names)} or mean (--dataset-opt NAME.scored_class=...)")
+        return self.scored_class
 
     @abc.abstractmethod
     def ids(self) -> list[str]:
@@ -105,6 +129,15 @@ class SegmentationDataset(abc.ABC):
     def describe_masks(self) -> str:
         """One line on how mask values become classes, where the dataset decides it from the files ("" if fixed)."""
         return ""
+
+    def mask_file(self, sample_id: str) -> str:
+        """Where a sample's mask is, for messages (a file path where the dataset has one)."""
+        return f"{self.name} image {sample_id!r}"
+
+    def stored_mask_values(self) -> list[int] | None:
+        """Every value the mask files hold, before any rule maps them to classes (None: the loader maps fixed
+        values itself, so the classes are what to show)."""
+        return None
 
     def config(self) -> dict[str, object]:
         """Settings that identify this dataset instance in records (root folder, size, seed...)."""
@@ -224,6 +257,11 @@ def dataset_entries(specs: Sequence[str]) -> list[DatasetEntry]:
     return entries
 
 
+#: Options every dataset takes, whatever its loader (``--dataset-opt NAME.KEY=VALUE``): set on the built
+#: dataset by ``build_dataset``, not passed to its loader.
+COMMON_OPTIONS: dict[str, Any] = {"scored_class": str, "allow_absent_classes": tuple[str, ...]}
+
+
 def build_dataset(spec: str, *, data_dir: str | None = None, options: dict | None = None) -> SegmentationDataset:
     """Build a dataset from ``name`` or ``name:path``.
 
@@ -231,4 +269,11 @@ def build_dataset(spec: str, *, data_dir: str | None = None, options: dict | Non
     """
     name, path = parse_dataset_spec(spec)
     root = path or data_dir or os.environ.get("SEGBENCH_DATA_DIR") or None
-    return DATASETS.get(name)(root, **(options or {}))
+    options = dict(options or {})
+    common = {k: options.pop(k) for k in COMMON_OPTIONS if k in options}
+    dataset = DATASETS.get(name)(root, **options)
+    if "scored_class" in common:
+        dataset.scored_class = common["scored_class"]
+    if "allow_absent_classes" in common:
+        dataset.allow_absent_classes = tuple(common["allow_absent_classes"])
+    return dataset

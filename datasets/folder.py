@@ -293,6 +293,22 @@ class ImageFolder(SegmentationDataset):
         except DataError as exc:
             raise DataError(f"{self.root / 'masks'}: {exc}") from None
 
+    classes_from_user = True
+
+    def mask_file(self, sample_id: str) -> str:
+        return str(self._masks[sample_id])
+
+    def stored_mask_values(self) -> list[int] | None:
+        if self._colours is not None:
+            return None  # colours: the classes they map to are what to show
+        values: set[int] = set()
+        for path in self._masks.values():
+            try:
+                values.update(np.unique(read_mask(path)).tolist())  # cached: decoded once per file
+            except DataError:
+                continue  # reported on its own
+        return sorted(values)
+
     def describe_masks(self) -> str:
         """One line: how this dataset's masks are read, and why (what ``auto`` decided)."""
         if self._colours is not None:

@@ -45,6 +45,9 @@ class ISBI2012(SegmentationDataset):
 
     description = "ISBI 2012 EM membranes (greyscale; membrane vs cell)"
     class_names = ("membrane", "cell")
+    #: The field scores the membranes: "cell" covers ~78% of the pixels, so a constant prediction of it scores
+    #: ~0.88 Dice and would beat trained networks.
+    scored_class = "membrane"
 
     def __init__(self, root: str | Path | None, *, strict: bool = True) -> None:
         if root is None:

@@ -21,9 +21,12 @@ __all__ = [
     "write_split_file",
     "dataset_split",
     "dataset_folds",
+    "split_file_problems",
 ]
 
 SPLITS = ("train", "val", "test")
+#: A split file's value for an image left out of the run on purpose.
+EXCLUDE = "exclude"
 
 
 def stratify_keys(dataset: SegmentationDataset, ids: Sequence[str], *, bins: int = 4) -> list[int]:
@@ -167,7 +170,8 @@ def train_subset(ids: Sequence[str], fraction: float, *, seed: int, strata: Sequ
 
 
 def read_split_file(path: str | Path, ids: Sequence[str]) -> dict[str, list[str]]:
-    """Read a CSV with columns ``image_id,split`` (split in train/val/test); ids not listed are left out."""
+    """Read a CSV with columns ``image_id,split`` (split in train/val/test, or ``exclude``: left out on purpose);
+    ``split_file_problems`` refuses a file that leaves other images out."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: split file not found; give a CSV with columns image_id,split")
@@ -179,18 +183,33 @@ def read_split_file(path: str | Path, ids: Sequence[str]) -> dict[str, list[str]
             raise DataError(f"{path}: header is {reader.fieldnames}; the split file needs columns image_id,split")
         for line, row in enumerate(reader, start=2):
             image_id, split = row["image_id"].strip(), row["split"].strip()
-            if split not in SPLITS:
-                raise DataError(f"{path}:{line}: split {split!r} is not one of train, val, test")
+            if split not in (*SPLITS, EXCLUDE):
+                raise DataError(f"{path}:{line}: split {split!r} is not one of train, val, test, {EXCLUDE}")
             if image_id not in known:
                 raise DataError(f"{path}:{line}: image_id {image_id!r} is not in the dataset; fix the id or remove the row")
-            out[split].append(image_id)
+            out.setdefault(split, []).append(image_id)
     seen = [i for v in out.values() for i in v]
     if len(seen) != len(set(seen)):
         dup = next(i for i in seen if seen.count(i) > 1)
         raise DataError(f"{path}: image_id {dup!r} is listed more than once; give each image one split")
     if not out["train"] or not out["test"]:
         raise DataError(f"{path}: the split file needs at least one train and one test image")
-    return out
+    return {name: out[name] for name in SPLITS}
+
+
+def split_file_problems(path: str | Path | None, ids: Sequence[str]) -> list[str]:
+    """A split file that leaves images of the dataset out (neither a split nor ``exclude``): one problem with the
+    count and the first names; its other errors are raised by ``read_split_file``."""
+    if path is None or not Path(path).is_file():
+        return []
+    with Path(path).open(newline="") as f:
+        listed = {(row.get("image_id") or "").strip() for row in csv.DictReader(f)}
+    left = [i for i in ids if i not in listed]
+    if not left:
+        return []
+    shown = ", ".join(repr(i) for i in left[:5]) + (", ..." if len(left) > 5 else "")
+    return [f"--split-file {path} leaves {len(left)} of {len(ids)} image(s) out ({shown}); give each a split "
+            f"(train, val, test, or {EXCLUDE} to leave it out on purpose)"]
 
 
 def write_split_file(split: dict[str, list[str]], path: str | Path) -> None:

@@ -15,7 +15,7 @@ from segbench.methods.base import (
 from segbench.methods.prediction import Prediction
 
 # Importing a module registers what it defines (one module per method family).
-from segbench.methods.classical import graphcut, pixel_classifier, slic, threshold  # noqa: E402,F401
+from segbench.methods.classical import constant, graphcut, pixel_classifier, slic, threshold  # noqa: E402,F401
 from segbench.methods.deep import deeplab, fcn, segnet, sliding_window, unet, zoo  # noqa: E402,F401
 from segbench.methods.stages import crf, morph, tta  # noqa: E402,F401
 

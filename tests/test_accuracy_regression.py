@@ -43,14 +43,20 @@ def measure(methods: list[str], out: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def measured(tmp_path_factory) -> tuple[pd.DataFrame, float]:
-    """The grid's scores, and the lesion Dice of the best constant prediction on the same test images."""
+def measured(tmp_path_factory) -> tuple[pd.DataFrame, float, float]:
+    """The grid's scores, the lesion Dice of the best constant prediction on the same test images, and that of
+    the constant a floor method must predict (the most frequent class of the training masks)."""
     out = tmp_path_factory.mktemp("regression") / "run"
     table = measure(PROJECT_METHODS, out).set_index("method")
     split = pd.read_csv(out / "splits" / "synthetic.csv", dtype={"image_id": str})
     dataset = build_dataset("synthetic", options=GRID)
-    truth = np.concatenate([dataset[i].mask.ravel() for i in split.loc[split["split"] == "test", "image_id"]])
-    return table, best_constant_score(truth, f1_score, [0, 1])
+    part = lambda name: np.concatenate([dataset[i].mask.ravel() for i in split.loc[split["split"] == name, "image_id"]])  # noqa: E731
+    truth, majority = part("test"), int(np.bincount(part("train")).argmax())
+    return table, best_constant_score(truth, f1_score, [0, 1]), float(f1_score(truth, np.full_like(truth, majority)))
+
+
+#: Methods that are a floor by design (one class everywhere): each must score what that constant scores.
+FLOORS = {"constant"}
 
 
 def test_grid_is_the_projects_methods():
@@ -64,10 +70,13 @@ def test_no_accuracy_regression(method, measured):
     baseline = pd.read_csv(BASELINE).set_index("method")
     if method not in baseline.index:
         pytest.fail(f"no accuracy baseline for {method!r}; record one: python tests/test_accuracy_regression.py --update")
-    table, chance = measured
+    table, chance, floor = measured
     row = table.loc[method]
     assert row["status"] == "ok", row["error"]
     expected = baseline.loc[method, SCORE]
+    if method in FLOORS:
+        assert row[SCORE] == pytest.approx(floor, abs=1e-12) and row[SCORE] == pytest.approx(expected, abs=1e-4)
+        return
     # A method no better than predicting one class everywhere is broken, whatever the baseline says.
     assert_beats_chance(row[SCORE], chance + CHANCE_MARGIN, chance, "lesion Dice")
     assert row[SCORE] >= expected - TOLERANCE, f"{method}: lesion Dice {row[SCORE]:.4f} < baseline {expected:.4f} - {TOLERANCE}"

@@ -101,9 +101,10 @@ def test_validate_clean_dataset_exits_zero(tmp_path, capsys):
     assert main(["validate", "camvid", "--data-dir", str(root)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1] == "camvid: 6 image(s) checked, no problems"
-    # The small fixture draws no pole and no tree: a warning, not a problem.
-    assert [line.split("'")[1] for line in lines[:-1]] == ["Pole", "Tree"]
-    assert all(line.startswith("WARNING: camvid: class") and "no pixel in any mask" in line for line in lines[:-1])
+    assert lines[0] == "camvid: headline scores the mean over classes (scored_class=mean)"
+    # The small fixture draws no pole and no tree: a warning (CamVid's own class list), not a problem.
+    assert [line.split("'")[1] for line in lines[1:-1]] == ["Pole", "Tree"]
+    assert all(line.startswith("WARNING: camvid: class") and "no pixel in any mask" in line for line in lines[1:-1])
     assert main(["validate", "nope"]) == 2
     assert "known datasets" in capsys.readouterr().err
 

@@ -142,14 +142,18 @@ def test_auto_says_what_it_decided(tmp_path, capsys):
     assert main(["validate", f"folder:{root}"]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "mine: masks read as binary: values 0/255; auto: 5 of 6 masks hold only 0/255"
-    assert "img02.png: unexpected mask value(s) [128]" in out[1] and out[-1] == "mine: 6 image(s) checked, 1 problem(s)"
+    assert out[1] == "mine: headline scores class 'foreground' (scored_class=foreground)"
+    assert "img02.png: unexpected mask value(s) [128]" in out[2] and out[-1] == "mine: 6 image(s) checked, 1 problem(s)"
 
 
 def test_a_class_no_test_mask_holds_is_a_loud_warning(tmp_path, capsys):
     root = write_folder_dataset(tmp_path / "mine", n=6)
     for stem, mask in _masks(root).items():
-        _set_mask(root, stem, np.zeros_like(mask))  # no foreground anywhere
-    code = main(["run", "--datasets", f"folder:{root}", "--methods", "otsu", "--out", str(tmp_path / "run"), "--no-progress"])
+        _set_mask(root, stem, np.zeros_like(mask))  # no foreground anywhere: refused unless allowed by name
+    argv = ["run", "--datasets", f"folder:{root}", "--methods", "otsu", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main(argv) == 2
+    assert "mine: no mask holds class 'foreground'" in capsys.readouterr().err
+    code = main([*argv, "--dataset-opt", "mine.allow_absent_classes=foreground"])
     out = capsys.readouterr().out
     assert code == 0
     assert "WARNING: mine: class 'foreground' has no pixel in any test mask; its IoU and Dice there are undefined (NaN)" in out
@@ -377,3 +381,166 @@ def test_skipped_cells_print_their_reason(tmp_path, capsys):
                  "synthetic-multiclass.num_images=6", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"skipped synthetic-multiclass / otsu / seed 0: otsu handles two-class datasets only", out)
+
+
+# -- issue 26: misreads that still score, the scored class, one name one dataset, every failure up front --------
+
+
+def _run(tmp_path, root, *args, out="run"):
+    return main(["run", "--datasets", f"folder:{root}", "--methods", "otsu", "--out", str(tmp_path / out),
+                 "--no-progress", *args])
+
+
+def _binary_threshold_on_0_1(root: Path) -> None:
+    for stem, mask in _masks(root).items():
+        _set_mask(root, stem, (mask > 0).astype(np.uint8))
+
+
+#: id -> (how to spoil a clean 0/255 folder, --dataset-opt items, regex of the one problem line).
+MISREADS = {
+    "0-255-as-three-names": (no_change, ["d.class_names=bg,cell,membrane"],
+                             r"d: no mask holds classes 'cell', 'membrane' of the declared bg, cell, membrane; the mask "
+                             r"files hold values \[0, 255\].*mask_mode=binary"),
+    "0-255-as-three-classes": (no_change, ["d.num_classes=3"], r"no mask holds classes 'class_1', 'class_2'.*\[0, 255\]"
+                                                               r".*mask_mode=binary"),
+    "0-255-as-labels": (no_change, ["d.mask_mode=labels", "d.class_names=bg,fg"],
+                        r"no mask holds class 'fg' of the declared bg, fg; .*\[0, 255\].*mask_mode=binary"),
+    "0-1-thresholded-at-128": (_binary_threshold_on_0_1, ["d.binary_threshold=128"],
+                               r"no mask holds class 'foreground'.*\[0, 1\].*drop binary_threshold"),
+    "255-is-ignore": (no_change, ["d.ignore_value=255"], r"no mask holds class 'foreground'.*ignore_value"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MISREADS))
+def test_a_declared_class_no_mask_holds_is_refused(tmp_path, case, capsys):
+    spoil, options, pattern = MISREADS[case]
+    root = write_folder_dataset(tmp_path / "d", n=6)
+    spoil(root)
+    assert _run(tmp_path, root, *[a for o in options for a in ("--dataset-opt", o)]) == 2
+    err = capsys.readouterr().err
+    assert "1 problem(s), nothing was run" in err and re.search(pattern, err), err
+    assert not (tmp_path / "run" / "cells").exists()
+    assert main(["validate", f"folder:{root}", *[a for o in options for a in ("--dataset-opt", o)]]) == 1
+    assert re.search(pattern, capsys.readouterr().out)
+
+
+def test_an_absent_class_allowed_by_name_is_scored_nan(tmp_path, capsys):
+    root = write_folder_dataset(tmp_path / "d", n=6)
+    code = _run(tmp_path, root, "--dataset-opt", "d.num_classes=3", "--dataset-opt", "d.mask_mode=binary")
+    assert code == 2  # binary masks give two classes: 3 is refused as before
+    for stem, mask in _masks(root).items():
+        _set_mask(root, stem, (mask > 0).astype(np.uint8))  # 0/1 label masks, a third class nobody labelled
+    assert _run(tmp_path, root, "--dataset-opt", "d.class_names=bg,blob,extra") == 2
+    assert "allow_absent_classes=extra" in capsys.readouterr().err
+    assert _run(tmp_path, root, "--dataset-opt", "d.class_names=bg,blob,extra",
+                "--dataset-opt", "d.allow_absent_classes=extra", "--methods", "pixel-rf", "--opt", "pixel-rf.n_estimators=5") == 0
+    summary = pd.read_csv(tmp_path / "run" / "summary.csv")
+    assert summary.loc[0, "scored_class"] == "mean" and np.isnan(summary.loc[0, "dataset_dice_extra"])
+    from segbench.report import headline_columns
+    label, column, _ = headline_columns(summary, "d", prefix="dataset_")
+    assert column == "dataset_mean_dice" and label.startswith("mean over 2 of 3 classes"), label
+
+
+def test_a_mask_of_ignored_pixels_only_is_refused(tmp_path, capsys):
+    root = write_folder_dataset(tmp_path / "d", n=6)
+    masks = _masks(root)
+    for stem, mask in masks.items():
+        _set_mask(root, stem, (mask > 0).astype(np.uint8))
+    _set_mask(root, "img03", np.full_like(masks["img03"], 255))
+    assert _run(tmp_path, root, "--dataset-opt", "d.class_names=bg,blob") == 2
+    err = capsys.readouterr().err
+    assert re.search(r"img03\.png: every pixel is ignored \(255\), so nothing of it is scored", err), err
+
+
+def test_scored_class_is_declared_printed_and_recorded(tmp_path, capsys):
+    root = write_folder_dataset(tmp_path / "d", n=6)
+    assert _run(tmp_path, root, "--dataset-opt", "d.scored_class=nope") == 2
+    assert "scored_class='nope' is not a class of the dataset; choose one of background, foreground or mean" in capsys.readouterr().err
+    assert _run(tmp_path, root, "--dataset-opt", "d.scored_class=background", "--methods", "constant,otsu") == 0
+    assert "d: headline scores class 'background' (scored_class=background)" in capsys.readouterr().out
+    summary = pd.read_csv(tmp_path / "run" / "summary.csv").set_index("method")
+    assert (summary["scored_class"] == "background").all()
+    from segbench.report import headline_columns
+    assert headline_columns(summary.reset_index(), "d", prefix="dataset_")[1] == "dataset_dice_background"
+    # The constant predicts the majority class (background) everywhere: background Dice = 2 TP / (2 TP + FP + FN)
+    truth = np.concatenate([m.ravel() > 0 for s, m in sorted(_masks(root).items())
+                            if s in pd.read_csv(tmp_path / "run" / "splits" / "d.csv").query("split == 'test'")["image_id"].tolist()])
+    bg = (~truth).sum()
+    assert summary.loc["constant", "dataset_dice_background"] == pytest.approx(2 * bg / (2 * bg + truth.sum()))
+    assert summary.loc["constant", "dataset_dice_foreground"] == 0.0
+
+
+def _write_isbi_pngs(root: Path, n: int = 6) -> Path:
+    """The ISBI PNG layout: grey images, labels 255 (cell) with 0 (membrane) lines: membrane ~1/4 of the pixels."""
+    rng = np.random.default_rng(0)
+    (root / "train" / "image").mkdir(parents=True)
+    (root / "train" / "label").mkdir()
+    for i in range(n):
+        label = np.full((32, 32), 255, np.uint8)
+        label[:, (i % 4)::4] = 0
+        image = np.where(label == 0, 60, 200).astype(np.uint8) + rng.integers(0, 20, label.shape).astype(np.uint8)
+        Image.fromarray(image).save(root / "train" / "image" / f"{i}.png")
+        Image.fromarray(label).save(root / "train" / "label" / f"{i}.png")
+    return root
+
+
+def test_isbi_scores_membrane_and_the_constant_floor_scores_zero(tmp_path):
+    root = _write_isbi_pngs(tmp_path / "isbi")
+    assert main(["run", "--datasets", "isbi2012", "--data-dir", str(root), "--methods", "constant,otsu",
+                 "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    summary = pd.read_csv(tmp_path / "run" / "summary.csv").set_index("method")
+    assert (summary["scored_class"] == "membrane").all()
+    assert summary.loc["constant", "dataset_dice_membrane"] == 0.0 and summary.loc["constant", "dataset_dice_cell"] > 0.8
+    assert summary.loc["otsu", "status"] == "ok"
+
+
+def test_one_name_stands_for_one_dataset_in_a_run_folder(tmp_path, capsys):
+    a = write_folder_dataset(tmp_path / "a" / "d", n=6)
+    b = write_folder_dataset(tmp_path / "b" / "d", n=6, seed=1)
+    assert _run(tmp_path, a) == 0
+    capsys.readouterr()
+    assert _run(tmp_path, b) == 2
+    err = capsys.readouterr().err
+    assert re.search(rf"--out {tmp_path / 'run'}: dataset name 'd' was folder {a} \(6 images\) there, now folder {b} "
+                     r"\(6 images\).*--datasets folder:NEWNAME=PATH\) or use another --out", err), err
+    assert main(["run", "--datasets", f"folder:d2={b}", "--methods", "otsu", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert set(pd.read_csv(tmp_path / "run" / "summary.csv")["dataset"]) == {"d", "d2"}
+    (a / "images" / "img05.png").unlink()
+    (a / "masks" / "img05.png").unlink()
+    assert _run(tmp_path, a) == 2
+    assert "its image files have changed since" in capsys.readouterr().err
+    assert json.loads((tmp_path / "run" / "datasets.json").read_text())["d"]["folder"] == str(a)
+
+
+def test_every_failure_is_listed_before_the_first_cell(tmp_path, capsys):
+    root = write_folder_dataset(tmp_path / "d", n=12)
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(root / "masks" / "img01.png")  # size mismatch
+    (root / "images" / "img02.png").write_bytes(b"not a png")  # undecodable image
+    split = tmp_path / "split.csv"
+    split.write_text("image_id,split\n" + "".join(f"img{i:02d},{'train' if i < 6 else 'test'}\n" for i in range(8)))
+    code = _run(tmp_path, root, "--seeds", "0,0", "--severities", "1,2", "--folds", "50", "--split-file", str(split),
+                "--scheduler", "tcp://x:1")
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and "Traceback" not in "\n".join(err)
+    assert err[0] == "segbench: error: 8 problem(s), nothing was run; fix them (segbench validate lists the data ones too):"
+    expected = [r"--seeds lists 0 more than once", r"--severities has no effect without --corruptions",
+                r"--folds 50 with --split-file: cross-validation makes its own splits",
+                r"--scheduler has no effect without --executor dask",
+                r"img02\.png: cannot be decoded as an image", r"img01\.png: mask is 10x10 but image img01\.png is 52x40",
+                r"d: --split-file .*split\.csv leaves 4 of 12 image\(s\) out \('img08', 'img09', 'img10', 'img11'\)",
+                r"d: --folds 50 needs at least 100 images .* the dataset has 12; give --folds 6 or fewer"]
+    for pattern, line in zip(expected, sorted(err[1:], key=lambda l: [bool(re.search(p, l)) for p in expected], reverse=True)):
+        assert re.search(pattern, line), (pattern, err)
+    assert not (tmp_path / "run" / "cells").exists()
+    assert main(["validate", f"folder:{root}"]) == 1
+    out = capsys.readouterr().out
+    assert "cannot be decoded as an image" in out and "mask is 10x10" in out
+
+
+def test_a_split_file_may_exclude_images_on_purpose(tmp_path):
+    root = write_folder_dataset(tmp_path / "d", n=8)
+    split = tmp_path / "split.csv"
+    split.write_text("image_id,split\n" + "".join(f"img{i:02d},{['train', 'train', 'test', 'exclude'][i % 4]}\n" for i in range(8)))
+    assert _run(tmp_path, root, "--split-file", str(split)) == 0
+    row = pd.read_csv(tmp_path / "run" / "summary.csv").iloc[0]
+    assert (row["n_train"], row["n_test"]) == (4, 2)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from segbench.cli import main
-from segbench.datasets import build_dataset
+from segbench.datasets import DataError, build_dataset
 from segbench.datasets.splits import make_folds, read_split_file, train_subset
 from segbench.methods import METHODS, STAGES, Method, Stage, build_method
 from segbench.run.runner import RunConfig, run
@@ -98,8 +98,9 @@ def test_folds_refuse_a_dataset_with_its_own_split(tmp_path):
     split = tmp_path / "split.csv"
     ids = build_dataset("synthetic", options=TINY["synthetic"]).ids()
     split.write_text("image_id,split\n" + "".join(f"{i},{'test' if k < 3 else 'train'}\n" for k, i in enumerate(ids)))
-    result = _run(tmp_path, methods=["otsu"], folds=3, split_file=str(split))
-    assert len(result.failures) == 3 and all("--folds cannot be combined" in f["error"] for f in result.failures)
+    with pytest.raises(DataError, match=r"nothing was run.*\n  --folds 3 with --split-file: cross-validation makes its own"):
+        _run(tmp_path, methods=["otsu"], folds=3, split_file=str(split))
+    assert not (tmp_path / "run" / "cells").exists()
 
 
 # -- matched work size ----------------------------------------------------------------------------------

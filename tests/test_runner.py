@@ -162,7 +162,7 @@ def test_cli_run_list_report_and_errors(tmp_path, capsys):
 
 
 def test_missing_data_folder_stops_the_run_before_any_cell(tmp_path):
-    with pytest.raises(DataError, match=r"1 problem\(s\) in the data, nothing was run.*\n  ph2: .*PH2 Dataset images"):
+    with pytest.raises(DataError, match=r"1 problem\(s\), nothing was run.*\n  ph2: .*PH2 Dataset images"):
         run(_config(tmp_path, datasets=["ph2"], data_dir=str(tmp_path / "nowhere")), progress=False)
     assert not (tmp_path / "run" / "cells").exists()
 

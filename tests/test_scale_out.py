@@ -17,7 +17,7 @@ from segbench.methods import METHODS
 from segbench.run.runner import RunConfig, run
 
 TINY = {"synthetic": {"num_images": 10, "size": (48, 40)}, "synthetic-multiclass": {"num_images": 10, "size": (48, 40)}}
-TIMING = ["train_s", "threads", "peak_mem_mb",
+TIMING = ["train_s", "threads", "peak_mem_mb", "latency_timed",
           *(f"{part}_{stat}" for part in ("latency_ms", "model_ms", "overhead_ms") for stat in ("p50", "p95", "mean", "std"))]
 PER_IMAGE_TIMING = ["latency_ms", "model_ms", "overhead_ms"]
 

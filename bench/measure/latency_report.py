@@ -18,7 +18,8 @@ def latency_markdown(table: pd.DataFrame) -> str:
     if not ok.empty:
         several = ok["batch_size"].nunique() > 1
         ok = ok.assign(row=[f"{m} (batch {int(b)})" if several else m for m, b in zip(ok["method"], ok["batch_size"])])
-        ok = ok.assign(v=[f"{a:.1f} ({b:.1f})" for a, b in zip(ok["latency_ms_p50"], ok["latency_ms_p95"])])
+        # "!": p95 more than twice p50, a spread that usually means other work shared the cores (said below)
+        ok = ok.assign(v=[f"{a:.1f} ({b:.1f}{' !' if b > 2 * a else ''})" for a, b in zip(ok["latency_ms_p50"], ok["latency_ms_p95"])])
         rows, sizes = list(dict.fromkeys(ok["row"])), list(dict.fromkeys(ok["image_size"]))
 
         def column(values: str) -> pd.DataFrame:
@@ -50,6 +51,8 @@ def latency_markdown(table: pd.DataFrame) -> str:
             "",
             markdown_table(wide.reset_index()),
         ]
+        if (ok["latency_ms_p95"] > 2 * ok["latency_ms_p50"]).any():
+            lines += ["", "! p95 more than twice p50: other work probably shared the cores during the timing."]
     for r in table[table["status"] != "ok"].itertuples():
         lines.append(f"\n{r.method} at {r.image_size}: {r.error}")
     return "\n".join(lines)

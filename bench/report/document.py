@@ -42,6 +42,7 @@ from segbench.report.robustness import report_sections
 from segbench.report.render import Block, Code, Details, Figure, Heading, Para, Table, to_html, to_markdown
 from segbench.report.rundata import RunData, headline_columns
 from segbench.report.tables import paired_table, per_class_iou_table, scores_table, select_grid_images
+from segbench.run.environment import loaded_machine
 from segbench.run.records import prediction_dir, slug
 
 __all__ = ["write_report", "MAX_GRID_METHODS"]
@@ -62,7 +63,8 @@ def _scores_display(table: pd.DataFrame, label: str) -> pd.DataFrame:
     out["mPA (dataset)"] = table["mean_pixel_accuracy"].map(fmt)
     out["train s"] = table["train_s"].map(lambda v: fmt(v, 1))
     out["latency ms p50"] = table["latency_ms_p50"].map(lambda v: fmt(v, 1))
-    out["latency ms p95"] = table["latency_ms_p95"].map(lambda v: fmt(v, 1))
+    # "!": p95 more than twice p50, a spread that usually means other work shared the cores (note under the table)
+    out["latency ms p95"] = [fmt(p95, 1) + (" !" if p95 > 2 * p50 else "") for p50, p95 in table[["latency_ms_p50", "latency_ms_p95"]].to_numpy(float)]
     out["model ms p50"] = table["model_ms_p50"].map(lambda v: fmt(v, 1))
     out["overhead ms p50"] = table["overhead_ms_p50"].map(lambda v: fmt(v, 2))
     if table["flops"].notna().any():  # deep methods only
@@ -99,6 +101,10 @@ class _Report:
             if not run.ok(ds).empty:
                 self.scores[ds] = scores_table(run, ds)
                 self.note(ds, *self.scores[ds].attrs.get("notes", []))
+                wide = self.scores[ds]["latency_ms_p95"] > 2 * self.scores[ds]["latency_ms_p50"]
+                if wide.any():
+                    self.note(ds, f"latency p95 marked ! ({', '.join(self.scores[ds].loc[wide, 'method'])}) is more than "
+                                  "twice the p50: other work probably shared the cores during the timing")
 
     def note(self, dataset: str, *texts: str) -> None:
         notes = self.notes.setdefault(dataset, [])
@@ -109,7 +115,8 @@ class _Report:
         blocks: list[Block] = [Heading(1, f"segbench report: {run.run_dir.name}")]
         if env:
             blocks.append(Para(f"Run {env.get('created')} on {env.get('cpu')} ({env.get('torch_threads')} torch threads"
-                               + (f", GPU {env['gpu']}" if env.get("gpu") else "") + f"), segbench commit {env.get('git_commit')}."))
+                               + (f", GPU {env['gpu']}" if env.get("gpu") else "") + f"), segbench commit {env.get('git_commit')}."
+                               + (f" {loaded_machine(env)}" if loaded_machine(env) else "")))
         if run.summary.empty:
             return blocks + [Para("No finished cells yet.")]
         if self.fig_dir is not None:

@@ -19,6 +19,7 @@ from segbench.report.figures import reliability_figure, save_figure
 from segbench.report.format import fmt
 from segbench.report.stats import paired_seeds_test
 from segbench.report.render import Figure, Heading, Para, Table
+from segbench.report.rundata import scored_class
 from segbench.run.records import slug
 
 __all__ = ["measures_blocks", "measures_table", "reliability_table", "stage_effects_table"]
@@ -34,8 +35,8 @@ def _classes(summary: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
 def measures_table(summary: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, str]:
     """One row per method (means over seeds): boundary scores, clDice, ECE and Brier.
 
-    Binary datasets show the foreground class (the second); multi-class ones the mean over the classes where a
-    score is defined (NaN left out).
+    The class the headline scores (``rundata.scored_class``: a binary dataset's lesion, ISBI's membrane), else
+    the mean over the classes where a score is defined (NaN left out).
 
     Returns:
         ``(table, label)``: columns ``method, family, bf1, hd95, assd, cldice, ece, brier`` (empty when the run
@@ -47,13 +48,14 @@ def measures_table(summary: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, s
     classes = _classes(summary, ok) if len(ok) else []
     if not classes or "ece" not in ok:
         return pd.DataFrame(columns=columns), ""
-    label = classes[1] if len(classes) == 2 else "mean over classes"
+    scored = scored_class(summary, dataset)
+    label = scored if scored != "mean" else "mean over classes"
     rows = []
     for method, cells in ok.groupby("method", sort=False):
         row: dict[str, Any] = {"method": method, "family": cells["family"].iloc[0]}
         for key in keys:
-            if len(classes) == 2:
-                row[key] = float(cells[f"per_image_{key}_{classes[1]}"].mean())
+            if scored != "mean":
+                row[key] = float(cells[f"per_image_{key}_{scored}"].mean())
             else:
                 per_class = cells[[f"per_image_{key}_{c}" for c in classes]].to_numpy(float)
                 row[key] = float(np.nanmean(per_class)) if np.isfinite(per_class).any() else float("nan")
@@ -63,11 +65,11 @@ def measures_table(summary: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, s
     return table.reset_index(drop=True), label
 
 
-def _per_image(per_image: pd.DataFrame, method: str, key: str, classes: list[str]) -> pd.DataFrame:
-    """``(seeds x images)`` per-image values of a score: the foreground class of a binary task, else the mean
-    over the classes where it is defined."""
+def _per_image(per_image: pd.DataFrame, method: str, key: str, classes: list[str], scored: str) -> pd.DataFrame:
+    """``(seeds x images)`` per-image values of a score: the scored class, else (``mean``) the mean over the
+    classes where it is defined."""
     rows = per_image[per_image["method"] == method]
-    columns = [f"{key}_{c}" for c in (classes[1:] if len(classes) == 2 else classes)]
+    columns = [f"{key}_{c}" for c in ([scored] if scored != "mean" else classes)]
     values = rows[columns].mean(axis=1, skipna=True)  # NaN only where no class is defined
     return rows.assign(value=values).pivot_table(index="seed", columns="image_id", values="value", dropna=False)
 
@@ -98,7 +100,8 @@ def stage_effects_table(summary: pd.DataFrame, per_image: pd.DataFrame, dataset:
             continue
         row: dict[str, Any] = {"pipeline": after, "before": before, **dict.fromkeys(columns[2:6])}
         for key in keys:  # clDice only with --cldice; a missing score stays None
-            a, b = _per_image(rows_here, after, key, classes), _per_image(rows_here, before, key, classes)
+            scored = scored_class(summary, dataset)
+            a, b = _per_image(rows_here, after, key, classes, scored), _per_image(rows_here, before, key, classes, scored)
             seeds, images = a.index.intersection(b.index), a.columns.intersection(b.columns)
             diff = a.loc[seeds, images].to_numpy(float) - b.loc[seeds, images].to_numpy(float)
             row[f"d_{key}"], _ = paired_seeds_test(diff) if diff.size else (None, None)

@@ -27,29 +27,52 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from segbench.datasets import build_dataset
+from segbench.datasets import DATASETS, build_dataset
 from segbench.datasets.base import dataset_entries
 from segbench.measure.metrics import confusion_matrix, flatten_scores, scores_from_confusion
 from segbench.report.robustness import main_rows
 from segbench.run.records import PREDICTIONS_CELL_FILE, load_tables, prediction_dir, prediction_path
 
-__all__ = ["RunData", "headline_columns", "pool_folds"]
+__all__ = ["RunData", "headline_columns", "scored_class", "pool_folds"]
 
 #: A (dataset, method, seed) cell group: one cell, or one per fold in a K-fold run.
 Key = tuple[str, str, int]
 
 
+def scored_class(summary: pd.DataFrame, dataset: str) -> str:
+    """The class a dataset's headline scores, or ``"mean"`` (the mean over classes).
+
+    The run's ``scored_class`` column (every cell writes it); in older run folders, the dataset kind's
+    declaration (ISBI 2012: membrane), else the second class of a binary dataset (lesion, person...).
+    """
+    rows = summary[summary["dataset"] == dataset]
+    recorded = rows["scored_class"].dropna() if "scored_class" in rows else pd.Series(dtype=object)
+    if len(recorded):
+        return str(recorded.iloc[0])
+    if dataset in DATASETS.names() and DATASETS.get(dataset).scored_class:
+        return str(DATASETS.get(dataset).scored_class)
+    classes = [c[len("dataset_iou_"):] for c in summary.columns if c.startswith("dataset_iou_") and rows[c].notna().any()]
+    return classes[1] if len(classes) == 2 else "mean"
+
+
 def headline_columns(summary: pd.DataFrame, dataset: str, *, prefix: str) -> tuple[str, str, str]:
     """The score columns to lead with for a dataset: ``(label, dice column, iou column)``.
 
-    Binary datasets lead with the foreground class (the second class: lesion, person...); multi-class ones
-    with the mean over classes.
+    The class ``scored_class`` names; for ``mean``, the mean over classes, whose label says how many of the
+    dataset's classes it averages when some class's score is undefined (no pixel in truth or prediction) in
+    every cell, so a mean over fewer classes is never passed off as one over all.
     """
+    scored = scored_class(summary, dataset)
+    if scored != "mean":
+        return scored, f"{prefix}dice_{scored}", f"{prefix}iou_{scored}"
     rows = summary[summary["dataset"] == dataset]
-    classes = [c[len(prefix) + 4 :] for c in summary.columns if c.startswith(f"{prefix}iou_") and rows[c].notna().any()]
-    if len(classes) == 2:
-        return classes[1], f"{prefix}dice_{classes[1]}", f"{prefix}iou_{classes[1]}"
-    return "mean over classes", f"{prefix}mean_dice", f"{prefix}mean_iou"
+    defined = [c for c in summary.columns if c.startswith(f"{prefix}iou_") and rows[c].notna().any()]
+    matrices = rows["confusion"].dropna() if "confusion" in rows else pd.Series(dtype=object)
+    total = len(json.loads(matrices.iloc[0])) if len(matrices) and str(matrices.iloc[0]).startswith("[") else None
+    label = "mean over classes"
+    if total is not None and len(defined) < total:
+        label = f"mean over {len(defined)} of {total} classes (the others undefined: no pixel in truth or prediction)"
+    return label, f"{prefix}mean_dice", f"{prefix}mean_iou"
 
 
 def _fold_of(row: Any) -> int:

@@ -36,13 +36,15 @@ from segbench.measure.metrics import (
     scores_from_confusion,
 )
 from segbench.methods import IncompatibleError, Method, build_method
-from segbench.methods.prediction import Prediction
 from segbench.methods.tiling import Tiling
 from segbench.run.environment import device_name
 from segbench.run.records import write_atomic
 from tqdm.auto import tqdm
 
-__all__ = ["CellTask", "CellOutcome", "evaluate_cell", "fit_cell", "failed_outcome"]
+__all__ = ["CellTask", "CellOutcome", "evaluate_cell", "fit_cell", "failed_outcome", "time_latency", "FITTED_FILE"]
+
+#: In a cell's artifacts folder: its fitted method, kept until the runner has timed its latency (deferred cells).
+FITTED_FILE = "fitted_for_latency.pt"
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,9 @@ class CellTask:
     base_cell: str = ""
     boundary_tolerance: str = DEFAULT_TOLERANCE
     cldice: bool = False
+    #: Cells run at the same time (``--workers``, Dask): no latency is timed in the cell, which saves its fitted
+    #: method instead; the runner times it once no other cell runs (``time_latency``).
+    defer_latency: bool = False
 
 
 @dataclass
@@ -152,6 +157,8 @@ def _evaluate(task: CellTask) -> CellOutcome:
         "n_test": len(test_ids),
         "train_s": train_s,
         "base_cell": base_cell,
+        "scored_class": dataset.headline_class(),  # what the headline Dice/IoU score: a class, or "mean"
+        "latency_timed": "pending" if task.defer_latency else "in cell",
         # empty where no network trained; weights* only for zoo networks (what training started from)
         **{k: method.train_info.get(k) for k in ("epochs_run", "budget_s", "stop_reason", "weights", "weights_sha256",
                                                   "weights_source")},
@@ -159,6 +166,9 @@ def _evaluate(task: CellTask) -> CellOutcome:
     after = {"method_config": json.dumps(method.config(), default=str)}
     for scored in (clean, *variants):
         scored["summary"] = {**fixed, **scored["summary"], "work_size": json.dumps(method.work_size), **after}
+    if task.defer_latency:
+        Path(task.artifacts_dir).mkdir(parents=True, exist_ok=True)
+        write_atomic(Path(task.artifacts_dir) / FITTED_FILE, lambda p: torch.save(method, p))
     extra = {"confusion_matrix": clean.pop("matrix"), "class_names": list(dataset.class_names),
              "reliability": clean.pop("reliability")}
     return CellOutcome(clean["summary"], clean["rows"], extra, clean["confusions"], clean["predictions"], variants)
@@ -186,13 +196,16 @@ def _score(
                         method.infer(image)
                 peak_mem_mb, cost = memory.peak_mb, method.cost(image.shape[:2])
             # One pass per image: the labels are timed; the probabilities (calibration) come afterwards, untimed.
+            # Deferred: other cells run now, so a time would measure them too (NaN; time_latency times it later).
             prediction, ms = timed_call(method.infer, image)
+            untimed = task.defer_latency
             labels = prediction.labels
-            times.append(ms)
-            model_ms.append(prediction.model_ms)
-            overhead_ms.append(prediction.overhead_ms)
+            times.append(float("nan") if untimed else ms)
+            model_ms.append(float("nan") if untimed else prediction.model_ms)
+            overhead_ms.append(float("nan") if untimed else prediction.overhead_ms)
             confusions.append(meter.update(sample.mask, labels, ignore_mask=sample.ignore))
-            rows.append(_image_row(task, dataset.class_names, sample_id, confusions[-1], ms, prediction, corruption, severity))
+            rows.append(_image_row(task, dataset.class_names, sample_id, confusions[-1], times[-1], model_ms[-1], overhead_ms[-1],
+                                   corruption, severity))
             rows[-1].update(measures.update(sample.mask, labels, prediction.proba(), ignore_mask=sample.ignore))
             if task.save_predictions and clean:
                 buffer = io.BytesIO()
@@ -224,13 +237,41 @@ def _image_seed(sample_id: str) -> int:
 
 
 def _image_row(
-    task: CellTask, class_names: tuple[str, ...], sample_id: str, cm: np.ndarray, ms: float, prediction: Prediction,
-    corruption: str, severity: int,
+    task: CellTask, class_names: tuple[str, ...], sample_id: str, cm: np.ndarray, ms: float, model_ms: float,
+    overhead_ms: float, corruption: str, severity: int,
 ) -> dict[str, Any]:
     row = {"dataset": task.dataset_name, "method": task.method, "seed": task.seed, "fold": task.fold,
            "train_fraction": task.train_fraction, "corruption": corruption, "severity": severity, "image_id": sample_id}
     return {**row, **flatten_scores(scores_from_confusion(cm), class_names), "latency_ms": ms,
-            "model_ms": prediction.model_ms, "overhead_ms": prediction.overhead_ms}
+            "model_ms": model_ms, "overhead_ms": overhead_ms}
+
+
+def time_latency(task: CellTask) -> tuple[dict[str, float], dict[str, tuple[float, float, float]]]:
+    """Time a deferred cell's fitted method on its clean test images, as ``_score`` times them (warm-up first,
+    then one timed ``infer`` per image), at the cell's threads; deletes the saved method afterwards.
+
+    Returns:
+        The summary's latency columns (``summarize_split``), and per image ``(latency, model, overhead)`` ms.
+    """
+    path = Path(task.artifacts_dir) / FITTED_FILE
+    with configured_threads(task.threads):
+        dataset = build_dataset(task.dataset_spec, data_dir=task.data_dir, options=task.dataset_options)
+        method = torch.load(path, weights_only=False)  # our own file, written by the cell
+        ids = task.split["test"] or task.split["val"]
+        per_image = {}
+        with torch.inference_mode():
+            for i, sample_id in enumerate(ids):
+                image = dataset.load(sample_id).image
+                if i == 0:
+                    for _ in range(max(1, task.warmup)):
+                        method.infer(image)
+                prediction, ms = timed_call(method.infer, image)
+                per_image[sample_id] = (ms, prediction.model_ms, prediction.overhead_ms)
+    path.unlink()
+    if not any(path.parent.iterdir()):
+        path.parent.rmdir()  # the method kept nothing else of its cell
+    summary = summarize_split(*([t[k] for t in per_image.values()] for k in range(3)))
+    return summary, per_image
 
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["environment", "cpu_name", "device_name"]
+__all__ = ["environment", "cpu_name", "device_name", "load_average", "loaded_machine"]
 
 _PACKAGES = (
     "segbench", "numpy", "scipy", "scikit-image", "scikit-learn", "torch", "pandas", "seaborn",
@@ -52,6 +52,26 @@ def _git_commit() -> str | None:
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+def load_average() -> list[float] | None:
+    """The machine's 1-, 5- and 15-minute load averages (runnable processes), or None where unknown."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+def loaded_machine(env: dict[str, Any]) -> str:
+    """A sentence when a run shared its cores: the load it found at start plus the threads its own cells use
+    exceeded the CPU count, so its times (latency, training under a budget) are slower than on an idle machine;
+    "" otherwise or when not recorded."""
+    load, cpus = env.get("load_average_start") or env.get("load_average"), env.get("cpu_count")
+    ours = (env.get("cells_at_once") or 1) * (env.get("threads_per_cell") or env.get("torch_threads") or 1)
+    if not load or not cpus or load[0] + ours <= cpus:
+        return ""
+    return (f"Taken on a loaded machine: load average {load[0]:.1f} at start on {cpus} CPUs, plus {ours} thread(s) of "
+            "its own cells; times are slower than on an idle machine.")
+
+
 def environment(config: dict[str, Any]) -> dict[str, Any]:
     """Versions, hardware, threads, git commit and the full run config."""
     versions = {}
@@ -68,6 +88,7 @@ def environment(config: dict[str, Any]) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
+        "load_average": load_average(),
         "torch_threads": torch.get_num_threads(),
         "cuda_available": cuda,
         "gpu": torch.cuda.get_device_name(0) if cuda else None,

@@ -8,8 +8,11 @@ the failure and let the rest of the grid finish.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Literal, Protocol, TypeVar
 
 from segbench.registry import import_modules
@@ -22,6 +25,8 @@ Outcome = TypeVar("Outcome")
 
 class Executor(Protocol):
     name: str
+    #: Whether cells run at the same time (then no cell times its latency: the runner times it afterwards).
+    parallel: bool
 
     def map_unordered(
         self, fn: Callable[[Any], Any], tasks: Sequence[Any], on_lost: Callable[[Any, BaseException], Any]
@@ -33,16 +38,50 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Runs cells one after another in this process (the default; simplest to debug)."""
+    """Runs cells on this machine: one after another in this process (``workers=1``, the default; simplest to
+    debug), or ``workers`` at a time, each in its own process (started clean, ``spawn``), every cell at the
+    threads its task says, so N workers use N x threads cores.
+
+    Args:
+        workers: Cells at a time.
+        preload: Modules every worker process imports first (``--import``: where your own methods register).
+    """
 
     name = "local"
 
+    def __init__(self, *, workers: int | None = None, preload: list[str] | None = None, **_: Any) -> None:
+        self.workers = max(1, workers or 1)
+        self.preload = list(preload or [])
+        self._pool: ProcessPoolExecutor | None = None
+
+    @property
+    def parallel(self) -> bool:
+        return self.workers > 1
+
     def map_unordered(self, fn, tasks, on_lost):
-        for task in tasks:
-            yield task, fn(task)
+        if not self.parallel:
+            for task in tasks:
+                yield task, fn(task)
+            return
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_import_all, initargs=(self.preload,))
+        futures = {self._pool.submit(fn, task): task for task in tasks}
+        broken = False
+        for future in as_completed(futures):
+            try:
+                yield futures[future], future.result()
+            except Exception as exc:  # the process died (BrokenProcessPool) or the result could not travel
+                broken |= isinstance(exc, BrokenProcessPool)
+                yield futures[future], on_lost(futures[future], exc)
+        if broken:  # a dead process breaks the pool: start a new one for the retries
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
 
     def close(self) -> None:
-        pass
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
 
 
 class DaskExecutor:
@@ -57,6 +96,7 @@ class DaskExecutor:
     """
 
     name = "dask"
+    parallel = True
 
     def __init__(
         self,
@@ -73,18 +113,19 @@ class DaskExecutor:
         cores = os.cpu_count() or 1
         self.workers = workers or max(2, cores // 2)
         self.threads = threads_per_worker or max(1, cores // self.workers)
-        preload = list(preload or [])
         if scheduler:
             self._cluster = None
             self.client = Client(scheduler)
-            if preload:
-                self.client.run(_import_all, preload)
         else:
+            # No distributed ``preload=``: it imports a .py file under its own module name, so our import of
+            # the same file (unpickling a task) registered its methods a second time and the worker died.
             self._cluster = LocalCluster(
                 n_workers=self.workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                env={"OMP_NUM_THREADS": str(self.threads)}, preload=preload,
+                env={"OMP_NUM_THREADS": str(self.threads)},
             )
             self.client = Client(self._cluster)
+        if preload:  # every worker, present and joining later, imports the modules once (import_modules)
+            self.client.register_plugin(_imports_plugin(list(preload)), name="segbench-imports")
 
     def map_unordered(self, fn, tasks, on_lost):
         from dask.distributed import as_completed  # optional dependency, as above
@@ -108,9 +149,21 @@ def _import_all(modules: list[str]) -> None:
     import_modules(modules)  # module names found from the worker's current folder, or .py paths
 
 
+def _imports_plugin(modules: list[str]) -> Any:
+    """A Dask worker plugin whose ``setup`` imports the user's modules on each worker (once: ``import_modules``
+    skips what is imported). Defined here because distributed is an optional dependency."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class Imports(WorkerPlugin):
+        def setup(self, worker: Any) -> None:
+            _import_all(modules)
+
+    return Imports()
+
+
 def make_executor(kind: Literal["local", "dask"], **options: Any) -> Executor:
     if kind == "local":
-        return LocalExecutor()
+        return LocalExecutor(**options)
     if kind == "dask":
         return DaskExecutor(**options)
     raise ValueError(f"unknown executor {kind!r}; choose local or dask")

@@ -89,6 +89,27 @@ class RunFolder:
         shutil.rmtree(final, ignore_errors=True)  # an earlier failed attempt of the same cell
         os.replace(tmp, final)
 
+    def pending_latency(self, keys: list[str]) -> list[str]:
+        """The finished cells among ``keys`` whose latency is still to be timed (they ran beside other cells)."""
+        out = []
+        for key in keys:
+            path = self.cell_dir(key) / "cell.json"
+            if path.is_file() and json.loads(path.read_text())["summary"].get("latency_timed") == "pending":
+                out.append(key)
+        return out
+
+    def record_latency(self, key: str, summary: dict[str, float], per_image: dict[str, tuple[float, float, float]]) -> None:
+        """Write a deferred cell's latency, timed alone, into its summary row and clean per-image rows."""
+        record = json.loads((self.cell_dir(key) / "cell.json").read_text())
+        record["summary"] = {**record["summary"], **summary, "latency_timed": "after the cells, one at a time"}
+        rows_path = self.cell_dir(key) / "per_image.csv"
+        rows = pd.read_csv(rows_path, dtype={"image_id": str})
+        clean = rows["corruption"] == "none"
+        for column, k in (("latency_ms", 0), ("model_ms", 1), ("overhead_ms", 2)):
+            rows.loc[clean, column] = rows.loc[clean, "image_id"].map(lambda i, k=k: per_image.get(i, (np.nan,) * 3)[k])
+        write_atomic(rows_path, lambda p: rows.to_csv(p, index=False))
+        write_atomic(self.cell_dir(key) / "cell.json", lambda p: p.write_text(json.dumps(record, indent=1, default=str)))
+
     def write_tables(self, keys: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Rebuild summary.csv and per_image.csv from the committed cells: this command's, in grid order, then
         every earlier command's cell whose dataset, method and seed this command did not run (the newest

@@ -25,6 +25,10 @@ __all__ = [
     "slug",
     "write_atomic",
     "load_tables",
+    "DATASETS_FILE",
+    "dataset_record",
+    "dataset_record_problems",
+    "write_dataset_records",
 ]
 
 #: The columns that name a cell in every table.
@@ -86,6 +90,44 @@ def prediction_path(
     """The saved label map of one image (its name encoded by ``image_file_stem``)."""
     folder = prediction_dir(run_dir, dataset, method, seed, fold=fold, train_fraction=train_fraction)
     return folder / f"{image_file_stem(image_id)}.png"
+
+
+#: In a run folder: what each dataset name was (kind, folder, a hash of its image ids), so that one name never
+#: stands for two datasets in one set of tables.
+DATASETS_FILE = "datasets.json"
+
+
+def dataset_record(kind: str, dataset: object) -> dict[str, object]:
+    """What a dataset name stands for in a run folder: its kind, resolved folder and a hash of its image ids."""
+    ids = sorted(dataset.ids())  # type: ignore[attr-defined]
+    return {"kind": kind, "folder": dataset.config().get("root"), "files": stable_hash(ids), "images": len(ids)}  # type: ignore[attr-defined]
+
+
+def dataset_record_problems(run_dir: Path, records: dict[str, dict[str, object]]) -> list[str]:
+    """One problem per dataset name that ``run_dir`` already holds with other data (another kind, folder or
+    file list): its rows would be mixed with this command's in one table."""
+    path = Path(run_dir) / DATASETS_FILE
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    problems = []
+    for name, record in records.items():
+        old = known.get(name)
+        if old is None or all(old.get(k) == record[k] for k in ("kind", "folder", "files")):
+            continue
+        was = f"{old['kind']}" + (f" {old['folder']}" if old.get("folder") else "") + f" ({old['images']} images)"
+        now = f"{record['kind']}" + (f" {record['folder']}" if record.get("folder") else "") + f" ({record['images']} images)"
+        same_place = old.get("kind") == record["kind"] and old.get("folder") == record["folder"]
+        what = "its image files have changed since" if same_place else "it held other data"
+        problems.append(
+            f"--out {run_dir}: dataset name {name!r} was {was} there, now {now}: {what}, and both would be scored as "
+            f"one dataset; give this one its own name (--datasets {record['kind']}:NEWNAME=PATH) or use another --out")
+    return problems
+
+
+def write_dataset_records(run_dir: Path, records: dict[str, dict[str, object]]) -> None:
+    """Add this command's dataset names to ``run_dir``'s record of them."""
+    path = Path(run_dir) / DATASETS_FILE
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    write_atomic(path, lambda p: p.write_text(json.dumps({**known, **records}, indent=1)))
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:

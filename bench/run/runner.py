@@ -45,25 +45,38 @@ from segbench.datasets.corruptions import corrupt
 from segbench.datasets.splits import (
     dataset_folds,
     dataset_split,
+    split_file_problems,
     train_subset,
     write_split_file,
 )
 from segbench.datasets.transforms import WorkSize
-from segbench.datasets.validate import check_masks, missing_classes
+from segbench.datasets.validate import missing_classes, validate_dataset
 from segbench.measure.boundary import DEFAULT_TOLERANCE, check_tolerance
 from segbench.methods import METHODS, IncompatibleError, SetupError, build_method, split_spec
 from segbench.methods.tiling import Tiling
 from segbench.registry import import_modules
-from segbench.run.cells import CellOutcome, CellTask, evaluate_cell, failed_outcome
-from segbench.run.environment import environment
+from segbench.run.cells import CellOutcome, CellTask, evaluate_cell, failed_outcome, time_latency
+from segbench.run.environment import environment, load_average
 from segbench.run.executors import make_executor
 from segbench.run.folder import RunFolder
-from segbench.run.records import KEY_COLUMNS, load_tables, slug, write_atomic
+from segbench.run.records import (
+    KEY_COLUMNS,
+    dataset_record,
+    dataset_record_problems,
+    load_tables,
+    slug,
+    write_atomic,
+    write_dataset_records,
+)
 from segbench.run.records import stable_hash as _hash
 from segbench.run.shared_bases import share_bases
 from tqdm.auto import tqdm
 
 __all__ = ["RunConfig", "RunResult", "CellTask", "CellOutcome", "run", "evaluate_cell", "load_tables", "preflight"]
+
+#: Corruption severities scored when ``--corruptions`` is given without ``--severities``.
+DEFAULT_SEVERITIES = (1, 3, 5)
+
 
 @dataclass
 class RunConfig:
@@ -96,7 +109,8 @@ class RunConfig:
     train_fractions: list[float] = field(default_factory=lambda: [1.0])
     #: Test-image corruptions x severities each cell is also scored on (trained once, on clean data).
     corruptions: list[str] = field(default_factory=list)
-    severities: list[int] = field(default_factory=lambda: [1, 3, 5])
+    #: None: ``DEFAULT_SEVERITIES`` (given without corruptions, a problem: it would change nothing).
+    severities: list[int] | None = None
     #: Pipelines with the same base and settings fit it once and reuse it (False: each cell fits its own).
     share_bases: bool = True
     #: Boundary F1 tolerance: pixels ("3") or percent of the image diagonal ("0.75%").
@@ -107,6 +121,40 @@ class RunConfig:
     budget_s: float | None = None
     #: The command line that made this run, recorded in each of its cells (the tables' ``command`` column).
     command: str = ""
+    #: torch/BLAS/OpenMP threads of every cell, whatever ``OMP_NUM_THREADS`` says (recorded as ``threads``).
+    threads: int = 1
+
+    def cell_threads(self) -> int:
+        """The threads every cell runs at: ``threads``, or a Dask LocalCluster's ``threads_per_worker``."""
+        return int(self.executor_options.get("threads_per_worker") or self.threads)
+
+    def corruption_variants(self) -> tuple[tuple[str, int], ...]:
+        """``(corruption, severity)`` test variants every cell is also scored on."""
+        return tuple((c, s) for c in self.corruptions for s in (self.severities or DEFAULT_SEVERITIES))
+
+    def problems(self) -> list[str]:
+        """Flags that contradict each other or would change nothing, one line each (checked with the data in
+        ``preflight``, so that every problem is listed at once)."""
+        out = []
+        for flag, values in (("--seeds", self.seeds), ("--methods", self.methods), ("--train-fraction", self.train_fractions),
+                             ("--corruptions", self.corruptions), ("--severities", self.severities or [])):
+            twice = sorted({str(v) for v in values if values.count(v) > 1})
+            if twice:
+                out.append(f"{flag} lists {', '.join(twice)} more than once; list each once")
+        if self.severities is not None and not self.corruptions:
+            out.append("--severities has no effect without --corruptions; add --corruptions (e.g. gaussian_noise) or drop it")
+        if self.folds is not None and self.split_file is not None:
+            out.append(f"--folds {self.folds} with --split-file: cross-validation makes its own splits; drop one")
+        given = {k for k, v in self.executor_options.items() if v}
+        if self.executor != "dask":
+            out += [f"--{k.replace('_', '-')} has no effect without --executor dask; drop it"
+                    for k in ("scheduler", "threads_per_worker") if k in given]
+        elif "scheduler" in given:
+            out += [f"--{k.replace('_', '-')} has no effect with --scheduler (the running cluster decides); drop it"
+                    for k in ("workers", "threads_per_worker") if k in given]
+        if self.threads < 1:
+            out.append(f"--threads {self.threads}: give 1 or more")
+        return out
 
     def tiling(self) -> Tiling | None:
         """The ``Tiling`` every method of the run predicts with, or None."""
@@ -122,7 +170,7 @@ class RunConfig:
             raise ValueError(f"--folds {self.folds}: cross-validation needs at least 2 folds")
         if not self.train_fractions or any(not 0 < f <= 1 for f in self.train_fractions):
             raise ValueError(f"--train-fraction {self.train_fractions}: give fractions in (0, 1], e.g. 0.25,0.5,1.0")
-        for name, severity in itertools.product(self.corruptions, self.severities):
+        for name, severity in self.corruption_variants():
             corrupt(np.zeros((8, 8, 3), np.uint8), name, severity, seed=0)  # unknown names and severities fail here
         if self.budget_s is not None and not self.budget_s > 0:
             raise ValueError(f"budget_s={self.budget_s} must be > 0 seconds (--budget-s)")
@@ -177,43 +225,67 @@ def _splits(config: RunConfig, dataset: Any, folder: RunFolder, name: str) -> li
     return splits
 
 
-def preflight(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] = print) -> dict[str, int]:
-    """Index every dataset of the run and check every mask, before any cell starts; returns each dataset's
-    number of classes.
+def preflight(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+    """Everything that can fail, checked before any cell starts: the flags (``RunConfig.problems``), every
+    dataset as ``segbench validate`` checks it (every image and mask decoded, sizes, mask values, declared
+    classes that no mask holds), its split or folds, and that each dataset name in ``--out`` still means the
+    same data (``records.dataset_record``).
 
-    Logs how each dataset's masks are read (what ``mask_mode=auto`` decided) and, loudly, each class that no
-    test mask holds (its scores will be NaN, not a perfect score).
+    Logs how each dataset's masks are read (what ``mask_mode=auto`` decided), the class its headline scores,
+    and, loudly, each class that some test part does not hold (its scores there are NaN, not a perfect score).
+
+    Returns:
+        What each dataset name stands for (``records.dataset_record``), for the run folder.
 
     Raises:
-        DataError: every problem found, in all datasets, listed together (each naming its file).
+        DataError: every problem found, flags and data, listed together (one line each, naming the file or flag).
     """
-    problems, num_classes = [], {}
+    problems = config.problems()
+    records = {}
     for entry in dataset_entries(config.datasets):
+        report = validate_dataset(entry.spec, data_dir=config.data_dir, options=entry.options(config.dataset_options),
+                                  progress=progress, name=entry.name)
+        for note in report.notes:
+            log(note)
+        for warning in report.warnings:
+            log(f"WARNING: {warning}")
+        problems += report.problems
+        if report.built is None:
+            continue
+        dataset = report.built
+        problems += [f"{entry.name}: {p}" for p in split_file_problems(config.split_file, dataset.ids())]
+        if config.folds is not None and len(dataset.ids()) < 2 * config.folds:
+            problems.append(f"{entry.name}: --folds {config.folds} needs at least {2 * config.folds} images (a train and a "
+                            f"test image per fold), the dataset has {len(dataset.ids())}; give --folds "
+                            f"{max(2, len(dataset.ids()) // 2)} or fewer")
+            continue
+        if report.problems or (config.folds is not None and config.split_file is not None):
+            continue  # the split needs good masks (strata); --folds with --split-file is named once, above
+        records[entry.name] = dataset_record(entry.kind, dataset)
         try:
-            dataset = build_dataset(entry.spec, data_dir=config.data_dir, options=entry.options(config.dataset_options))
-            if dataset.describe_masks():
-                log(f"{entry.name}: {dataset.describe_masks()}")
-            present, bad = check_masks(dataset, progress=progress)
-            if bad:
-                problems += bad
-                continue
-            split = dataset_split(dataset, seed=config.split_seed, fractions=config.split_fractions, split_file=config.split_file)
-        except (DataError, ValueError, TypeError) as exc:  # the dataset itself cannot be built or split
+            splits = (dataset_folds(dataset, config.folds, seed=config.split_seed, fractions=config.split_fractions,
+                                    split_file=config.split_file) if config.folds is not None else
+                      [dataset_split(dataset, seed=config.split_seed, fractions=config.split_fractions, split_file=config.split_file)])
+        except (DataError, ValueError) as exc:  # too few images for the folds, folds on a dataset's own split
             problems.append(f"{entry.name}: {exc}")
             continue
-        num_classes[entry.name] = dataset.num_classes
-        eval_split = "test" if split["test"] else "val"
-        for name in missing_classes(dataset, present, split[eval_split]):
-            log(f"WARNING: {entry.name}: class {name!r} has no pixel in any {eval_split} mask; its IoU and Dice there "
-                "are undefined (NaN), not scored; change the split (--split-seed, --split-file) or the class list")
+        for k, split in enumerate(splits):
+            part = f"fold {k} " if len(splits) > 1 else ""
+            eval_split = "test" if split["test"] else "val"
+            for name in missing_classes(dataset, report.present, split[eval_split]):
+                log(f"WARNING: {entry.name}: class {name!r} has no pixel in any {part}{eval_split} mask; its IoU and Dice "
+                    "there are undefined (NaN), not scored; change the split (--split-seed, --split-file) or the class list")
+            for name in missing_classes(dataset, report.present, split["train"]):
+                log(f"WARNING: {entry.name}: class {name!r} has no pixel in any {part}train mask; methods cannot learn it")
+    problems += dataset_record_problems(Path(config.out), records)
     if problems:
         listed = "\n  ".join(problems)
-        raise DataError(f"{len(problems)} problem(s) in the data, nothing was run; fix them (segbench validate "
-                        f"lists them too):\n  {listed}")
-    return num_classes
+        raise DataError(f"{len(problems)} problem(s), nothing was run; fix them (segbench validate lists the data ones "
+                        f"too):\n  {listed}")
+    return records
 
 
-def setup_methods(config: RunConfig, num_classes: dict[str, int]) -> dict[str, dict[str, Any]]:
+def setup_methods(config: RunConfig) -> dict[str, dict[str, Any]]:
     """``Method.setup`` of each base method of the run, once per class count, before any cell: a weights file is
     downloaded once (here, not in every worker) and checked; returns the provenance per method for
     environment.json (methods that need nothing are left out).
@@ -221,8 +293,10 @@ def setup_methods(config: RunConfig, num_classes: dict[str, int]) -> dict[str, d
     Raises:
         SetupError: a method cannot be set up (no network for its weights, a file that does not fit).
     """
+    num_classes = {build_dataset(e.spec, data_dir=config.data_dir, options=e.options(config.dataset_options)).num_classes
+                   for e in dataset_entries(config.datasets)}
     provenance = {}
-    for spec, classes in itertools.product(config.methods, sorted(set(num_classes.values()))):
+    for spec, classes in itertools.product(config.methods, sorted(num_classes)):
         base = split_spec(spec)[0]
         options = _with_budget(base, {k: v for k, v in config.method_options.items() if k == base}, config.budget_s)
         try:
@@ -238,7 +312,7 @@ def setup_methods(config: RunConfig, num_classes: dict[str, int]) -> dict[str, d
 def _plan(config: RunConfig, folder: RunFolder) -> tuple[list[CellTask], dict[str, CellOutcome]]:
     """Every cell of the grid, in order, and the outcomes already known on the driver (broken datasets)."""
     tasks, known = [], {}
-    variants = tuple((c, s) for c in config.corruptions for s in config.severities)
+    variants = config.corruption_variants()
     n_folds = config.folds or 1
     for entry in dataset_entries(config.datasets):
         name, dataset_spec = entry.name, entry.spec
@@ -277,6 +351,8 @@ def _plan(config: RunConfig, folder: RunFolder) -> tuple[list[CellTask], dict[st
                 identity["boundary_tolerance"] = config.boundary_tolerance
             if config.cldice:
                 identity["cldice"] = True
+            if "scored_class" in options:  # it does not change a score, but the summary row says it
+                identity["scored_class"] = options["scored_class"]
             name_parts = [slug(name), slug(method_spec), f"seed{seed}"]
             name_parts += [f"fold{fold}"] if config.folds is not None else []
             name_parts += [f"train{fraction:g}"] if fraction != 1.0 else []
@@ -287,7 +363,7 @@ def _plan(config: RunConfig, folder: RunFolder) -> tuple[list[CellTask], dict[st
                 dataset_options=options, method_options=method_options, size=size, tiling=config.tiling(),
                 quick=config.quick,
                 warmup=config.warmup, save_predictions=config.save_predictions,
-                threads=config.executor_options.get("threads_per_worker") if config.executor == "dask" else None,
+                threads=config.cell_threads(),
                 fold=fold, n_folds=n_folds, train_fraction=fraction, variants=variants,
                 boundary_tolerance=config.boundary_tolerance, cldice=config.cldice,
             )
@@ -303,11 +379,16 @@ def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] 
     Failed cells are retried up to ``config.retries`` times (a dead worker counts as a failure); finished
     cells found in the run folder are skipped.
     """
+    load_start = load_average()  # before our own work: what else keeps the machine busy
     import_modules(config.imports)  # modules that register the user's own methods and datasets
     config.validate()
-    weights = setup_methods(config, preflight(config, progress=progress, log=log))
+    records = preflight(config, progress=progress, log=log)
+    weights = setup_methods(config)
     folder = RunFolder(Path(config.out), command=config.command)
-    env = {**environment(config.to_json()), **({"weights": weights} if weights else {})}
+    write_dataset_records(folder.root, records)
+    cells_at_once = (config.executor_options.get("workers") or 1) if config.executor == "local" else None
+    env = {**environment(config.to_json()), "load_average_start": load_start, "cells_at_once": cells_at_once,
+           "threads_per_cell": config.cell_threads(), **({"weights": weights} if weights else {})}
     write_atomic(folder.root / "environment.json", lambda p: p.write_text(json.dumps(env, indent=1, default=str)))
     tasks, known = _plan(config, folder)
     keys = [t.key for t in tasks]
@@ -339,8 +420,12 @@ def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] 
             finish(task, known[task.key])
         else:
             pending.append(task)
-    options = {**config.executor_options, **({"preload": config.imports} if config.executor == "dask" else {})}
+    options = {**config.executor_options, "preload": config.imports}
+    if config.executor == "dask":
+        options["threads_per_worker"] = config.cell_threads()
     executor = make_executor(config.executor, **options) if pending else None
+    if executor is not None and executor.parallel:  # cells run side by side: none times its latency (see below)
+        pending = [dataclasses.replace(t, defer_latency=True) for t in pending]
     try:
         # Phase 1: the cells that fit a shared base (and save it); phase 2: the cells that load it.
         for phase in ([t for t in pending if t.save_base], [t for t in pending if not t.save_base]):
@@ -351,6 +436,19 @@ def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] 
         if executor is not None:
             executor.close()
         bar.close()
+    # Latency is never timed while other cells of this command run: cells that ran side by side are timed
+    # here, one at a time (also those an interrupted command left untimed).
+    by_key = {t.key: t for t in tasks}
+    deferred = folder.pending_latency(keys)
+    if deferred:
+        log(f"timing the latency of {len(deferred)} cell(s) one at a time")
+    for key in deferred:
+        try:
+            folder.record_latency(key, *time_latency(by_key[key]))
+        except Exception as exc:  # a missing saved method (another machine's disk): the latency stays empty
+            log(f"latency of {key} not timed: {type(exc).__name__}: {exc}")
     summary, per_image = folder.write_tables(keys)
+    env = {**json.loads((folder.root / "environment.json").read_text()), "load_average_end": load_average()}
+    write_atomic(folder.root / "environment.json", lambda p: p.write_text(json.dumps(env, indent=1, default=str)))
     failures = summary[summary["status"] == "failed"][KEY_COLUMNS + ["error"]].to_dict("records") if len(summary) else []
     return RunResult(summary, per_image, failures)
