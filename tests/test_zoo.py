@@ -308,3 +308,18 @@ def test_provenance_in_summary_environment_and_checkpoint(tmp_path):
     # the checkpoint loads into a method asked for other initial weights: weights are not architecture
     method = _method("tv-lraspp-mobilenet", checkpoint=str(best)).fit([], None)
     assert method.train_info["weights_sha256"] == digest
+
+
+@needs_zoo
+def test_batchnorm_momentum_is_pytorchs_default_unless_asked():
+    # torchvision's MobileNetV3 uses 0.01: after a CPU budget's few epochs its running statistics still sit near
+    # their initial values and eval-mode predictions collapsed to background on PH2 (docs/zoo.md)
+    def momenta(**options):
+        return {m.momentum for m in _method("tv-lraspp-mobilenet", **options).build_model().modules()
+                if isinstance(m, torch.nn.BatchNorm2d)}
+
+    assert momenta() == {0.1}
+    assert 0.01 in momenta(bn_momentum=None)  # the backbone's, as torchvision builds it
+    assert momenta(bn_momentum=0.05) == {0.05}
+    with pytest.raises(SetupError, match="bn_momentum=0"):
+        _method("smp-unet", bn_momentum=0.0)

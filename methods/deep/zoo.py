@@ -84,9 +84,16 @@ class ZooNetwork(nn.Module):
 
 @dataclass(kw_only=True)
 class ZooOptions(DeepOptions):
-    """Training-loop options plus ``weights``: ``none``, ``imagenet`` or a path (see the module docstring)."""
+    """Training-loop options plus ``weights``: ``none``, ``imagenet`` or a path (see the module docstring), and
+    ``bn_momentum``: the momentum of every BatchNorm's running statistics (None: the library's own).
+
+    0.1 (PyTorch's default) by default because torchvision's MobileNetV3 networks use 0.01, tuned for long
+    ImageNet runs: after the few epochs a CPU budget buys, their running statistics still sit near their initial
+    values, and in eval mode ``tv-lraspp-mobilenet`` predicted background everywhere (PH2, 6 epochs at 128 px:
+    Dice 0.00 with 0.01, 0.83 with 0.1, the same training loss; see docs/zoo.md)."""
 
     weights: str = "none"
+    bn_momentum: float | None = 0.1
 
 
 class ZooMethod(DeepMethod):
@@ -103,6 +110,8 @@ class ZooMethod(DeepMethod):
         if problem:
             raise SetupError(problem)
         super().__init__(num_classes, **kwargs)
+        if self.opts.bn_momentum is not None and not 0 < self.opts.bn_momentum <= 1:
+            raise SetupError(f"{self.name}.bn_momentum={self.opts.bn_momentum}: give a value in (0, 1], or none for the library's")
         if not self.opts.weights:
             raise SetupError(f"{self.name}.weights is empty; give none, imagenet or a path to a state-dict file")
         self._provenance: dict[str, Any] | None = None
@@ -131,7 +140,12 @@ class ZooMethod(DeepMethod):
     # -- the network ------------------------------------------------------------------------------------
 
     def build_model(self) -> nn.Module:
-        return self.wrap(self.network())
+        model = self.wrap(self.network())
+        if self.opts.bn_momentum is not None:
+            for module in model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.momentum = self.opts.bn_momentum
+        return model
 
     def _train(self, model: nn.Module, train: list[Any], val: list[Any] | None) -> Any:
         self.load_weights(model)  # training starts from the asked-for weights
