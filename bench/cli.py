@@ -26,8 +26,10 @@ from segbench.measure.roofline import accelerator
 from segbench.methods import METHODS, STAGES, SetupError, core_methods, split_spec
 from segbench.options import UsageError, csv_of, option_types, parse_assignments, split_csv, typed_options
 from segbench.registry import ImportFailed, UnknownNameError, import_modules
-from segbench.report import brief_table, write_report
+from segbench.report import RunData, brief_table, write_report
+from segbench.report.summary_table import summary_table
 from segbench.report.figures import save_figure, throughput_figure
+from segbench.run import settings as run_settings
 from segbench.run.environment import environment, loaded_machine
 from segbench.run.runner import RunConfig, run
 
@@ -104,14 +106,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _size(text: str) -> Any:
-    """argparse ``type=`` for ``--size``: a bad value names the flag."""
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
 
     out = Path(args.out or f"results/run-{datetime.now():%Y%m%d-%H%M%S}")
@@ -126,10 +120,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         split_file=args.split_file,
         split_seed=args.split_seed,
         split_fractions=tuple(args.split),  # type: ignore[arg-type]
-        size=args.size,
-        save_predictions=args.save_predictions,
-        quick=args.quick,
-        warmup=args.warmup,
+        folds=args.folds,
         method_options=method_options(args.opt, methods),
         dataset_options=dataset_options(args.dataset_opt, datasets),
         # .py paths made absolute, so that Dask workers started elsewhere find them
@@ -138,18 +129,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         executor=args.executor,
         executor_options={k: v for k, v in {"scheduler": args.scheduler, "workers": args.workers,
                                             "threads_per_worker": args.threads_per_worker}.items() if v},
-        retries=args.retries,
-        tile=args.tile,
-        tile_overlap=args.tile_overlap,
-        folds=args.folds,
-        train_fractions=args.train_fraction,
-        corruptions=args.corruptions,
-        severities=args.severities,
-        share_bases=not args.no_share_bases,
-        budget_s=args.budget_s,
-        boundary_tolerance=args.boundary_tolerance,
-        cldice=args.cldice,
-        threads=args.threads,
+        **run_settings.from_args(args),
     )
     try:
         config.validate()
@@ -248,6 +228,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_table(args: argparse.Namespace) -> int:
+    if not (Path(args.run_dir) / "summary.csv").is_file():
+        raise UsageError(f"{args.run_dir}: no summary.csv; give a run folder written by 'segbench run'")
+    metrics = split_csv(args.metrics) if args.metrics else None
+    try:
+        print(summary_table(RunData.load(args.run_dir), args.dataset, metrics=metrics))
+    except (KeyError, ValueError) as exc:
+        raise UsageError(str(exc).strip("'\"")) from None
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
 
     (entry,) = dataset_entries([args.dataset])
@@ -289,41 +280,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-file", default=None, help="CSV with columns image_id,split that overrides the split")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split, shared by all methods")
     p.add_argument("--split", default=[0.6, 0.2, 0.2], type=csv_of(float, count=3), help="train,val,test fractions (default: 0.6,0.2,0.2)")
-    p.add_argument("--size", default=None, type=_size,
-                   help="working resolution of every method and stage: longer side (256) or WxH (256x192); "
-                        "default: the dataset's protocol size (else each method's own)")
     p.add_argument("--folds", type=int, default=None,
                    help="K-fold cross-validation (stratified, seeded by --split-seed): every image tested once")
-    p.add_argument("--train-fraction", default=[1.0], type=csv_of(float),
-                   help="comma-separated fractions of the training part, each a cell of the grid (nested subsets)")
-    p.add_argument("--corruptions", default=[], type=csv_of(str),
-                   help="comma-separated test-image corruptions each cell is also scored on, e.g. gaussian_noise,jpeg")
-    p.add_argument("--severities", default=None, type=csv_of(int),
-                   help="corruption severities 1..5, with --corruptions (default: 1,3,5)")
-    p.add_argument("--no-share-bases", action="store_true",
-                   help="every pipeline fits its own base (default: pipelines on one base share its fit)")
-    p.add_argument("--save-predictions", action="store_true", help="write each predicted label map as a PNG")
-    p.add_argument("--quick", action="store_true", help="small budgets (each method's quick_options): the default suite")
-    p.add_argument("--warmup", type=int, default=1, help="untimed predictions before timing (default: 1)")
-    p.add_argument("--budget-s", type=float, default=None, metavar="S",
-                   help="train every deep method for S wall-clock seconds, its learning-rate schedule laid out over them")
     p.add_argument("--opt", action="append", metavar="METHOD.KEY=VALUE", help="method or stage option (repeatable)")
     p.add_argument("--dataset-opt", action="append", metavar="DATASET.KEY=VALUE", help="dataset option (repeatable)")
-    p.add_argument("--tile", type=int, default=None, help="predict in square tiles of this many pixels at the working size")
-    p.add_argument("--tile-overlap", type=int, default=64, help="pixels shared by neighbouring tiles (default: 64)")
-    p.add_argument("--boundary-tolerance", default="0.75%",
-                   help="boundary F1 matching distance: pixels (3) or percent of the image diagonal (default: 0.75%%)")
-    p.add_argument("--cldice", action="store_true",
-                   help="also score centreline Dice per class (thin structures such as vessels; ~0.5 s per 768x576 image)")
+    run_settings.add_flags(p)  # --size, --quick, --train-fraction, --budget-s, ...: one per declared setting
     p.add_argument("--out", default=None, help="run folder (default: results/run-<timestamp>); re-use it to resume")
     p.add_argument("--executor", choices=["local", "dask"], default="local", help="where cells run (default: local)")
     p.add_argument("--scheduler", default=None, help="dask: address of a running scheduler, e.g. tcp://host:8786")
     p.add_argument("--workers", type=int, default=None,
                    help="cells run at a time, each in its own process (local: default 1; dask: LocalCluster workers)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch, BLAS/OpenMP and scikit-learn threads of every cell, whatever OMP_NUM_THREADS says (default: 1)")
     p.add_argument("--threads-per-worker", type=int, default=None, help="dask LocalCluster: threads per cell (as --threads)")
-    p.add_argument("--retries", type=int, default=1, help="times a failed cell is tried again (default: 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_run)
 
@@ -354,6 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="report folder (default: the run folder)")
     p.add_argument("--no-figures", action="store_true", help="tables only (figures are PNG and SVG under figures/)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("table", parents=[common], help="the README's results table of a run folder (markdown, one row per method)")
+    p.add_argument("run_dir")
+    p.add_argument("--dataset", default=None, help="the dataset to tabulate (needed when the run has several)")
+    p.add_argument("--metrics", default=None, metavar="M1,M2",
+                   help="score metrics in order (default: dice,iou,bf1,cldice,ece for a binary task, "
+                        "iou,pixel_accuracy,mean_pixel_accuracy,ece otherwise; those the run scored)")
+    p.set_defaults(func=_cmd_table)
 
     p = sub.add_parser("validate", parents=[common], help="check every image and mask of a dataset; exit 1 if anything is wrong")
     p.add_argument("dataset", help="NAME or NAME:PATH, as for run --datasets")

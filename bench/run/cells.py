@@ -21,8 +21,6 @@ from PIL import Image
 from segbench.datasets import DataError, build_dataset
 from segbench.datasets.base import Sample
 from segbench.datasets.corruptions import corrupt
-from segbench.datasets.transforms import WorkSize
-from segbench.measure.boundary import DEFAULT_TOLERANCE
 from segbench.measure.cell_measures import CellMeasures
 from segbench.measure.latency import (
     MemoryProbe,
@@ -30,15 +28,13 @@ from segbench.measure.latency import (
     summarize_split,
     timed_call,
 )
-from segbench.measure.metrics import (
-    ConfusionMatrix,
-    flatten_scores,
-    scores_from_confusion,
-)
+from segbench.measure.metrics import ConfusionMatrix, scores_from_confusion
+from segbench.measure.schema import confusion_columns
 from segbench.methods import IncompatibleError, Method, build_method
 from segbench.methods.tiling import Tiling
 from segbench.run.environment import device_name
 from segbench.run.records import write_atomic
+from segbench.run.settings import tiling_of, variants_of
 from tqdm.auto import tqdm
 
 __all__ = ["CellTask", "CellOutcome", "evaluate_cell", "fit_cell", "failed_outcome", "time_latency", "FITTED_FILE"]
@@ -49,7 +45,8 @@ FITTED_FILE = "fitted_for_latency.pt"
 
 @dataclass(frozen=True)
 class CellTask:
-    """One cell, self-contained and picklable, so any worker can compute it."""
+    """One cell, self-contained and picklable, so any worker can compute it. Its run settings
+    (``segbench.run.settings``) are in ``settings``, read as ``task.<name>``."""
 
     key: str
     dataset_spec: str
@@ -61,27 +58,35 @@ class CellTask:
     data_dir: str | None
     dataset_options: dict[str, Any]
     method_options: dict[str, dict[str, Any]]
-    size: WorkSize
-    tiling: Tiling | None
-    quick: bool
-    warmup: int
-    save_predictions: bool
+    #: Cells with the same base key fit the same base (``segbench.run.shared_bases``).
+    base_key: str = ""
     threads: int | None = None
     fold: int = 0
     n_folds: int = 1
-    train_fraction: float = 1.0
-    #: ``(corruption, severity)`` test variants scored after the clean test images.
-    variants: tuple[tuple[str, int], ...] = ()
     #: Shared fitted base: where it is saved (``fitted_base.pt`` of the provider's artifacts), whether this
     #: cell is the provider that saves it, and otherwise the provider's key (it loads the base from there).
     base_path: str = ""
     save_base: bool = False
     base_cell: str = ""
-    boundary_tolerance: str = DEFAULT_TOLERANCE
-    cldice: bool = False
     #: Cells run at the same time (``--workers``, Dask): no latency is timed in the cell, which saves its fitted
     #: method instead; the runner times it once no other cell runs (``time_latency``).
     defer_latency: bool = False
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:  # only called for names that are no field: the settings
+        settings = self.__dict__.get("settings", {})
+        if name in settings:
+            return settings[name]
+        raise AttributeError(f"CellTask has no field or setting {name!r}")
+
+    @property
+    def tiling(self) -> Tiling | None:
+        return tiling_of(self.settings)
+
+    @property
+    def variants(self) -> tuple[tuple[str, int], ...]:
+        """``(corruption, severity)`` test variants scored after the clean test images."""
+        return variants_of(self.settings)
 
 
 @dataclass
@@ -221,8 +226,8 @@ def _score(
         "device": device,
         "device_name": device_name(device),
         "threads": torch.get_num_threads(),
-        **flatten_scores(result["dataset"], dataset.class_names, prefix="dataset_"),
-        **flatten_scores(result["per_image"], dataset.class_names, prefix="per_image_"),
+        **confusion_columns(result["dataset"], dataset.class_names, aggregation="dataset"),
+        **confusion_columns(result["per_image"], dataset.class_names, aggregation="per_image"),
         **measures.summary(),
     }
     c = dataset.num_classes
@@ -242,7 +247,7 @@ def _image_row(
 ) -> dict[str, Any]:
     row = {"dataset": task.dataset_name, "method": task.method, "seed": task.seed, "fold": task.fold,
            "train_fraction": task.train_fraction, "corruption": corruption, "severity": severity, "image_id": sample_id}
-    return {**row, **flatten_scores(scores_from_confusion(cm), class_names), "latency_ms": ms,
+    return {**row, **confusion_columns(scores_from_confusion(cm), class_names), "latency_ms": ms,
             "model_ms": model_ms, "overhead_ms": overhead_ms}
 
 

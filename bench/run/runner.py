@@ -28,12 +28,13 @@ everything that decides its result, so a changed setting makes a new cell instea
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import json
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +50,11 @@ from segbench.datasets.splits import (
     train_subset,
     write_split_file,
 )
-from segbench.datasets.transforms import WorkSize
 from segbench.datasets.validate import missing_classes, validate_dataset
-from segbench.measure.boundary import DEFAULT_TOLERANCE, check_tolerance
 from segbench.methods import METHODS, IncompatibleError, SetupError, build_method, split_spec
 from segbench.methods.tiling import Tiling
 from segbench.registry import import_modules
+from segbench.run import settings as run_settings
 from segbench.run.cells import CellOutcome, CellTask, evaluate_cell, failed_outcome, time_latency
 from segbench.run.environment import environment, load_average
 from segbench.run.executors import make_executor
@@ -74,55 +74,51 @@ from tqdm.auto import tqdm
 
 __all__ = ["RunConfig", "RunResult", "CellTask", "CellOutcome", "run", "evaluate_cell", "load_tables", "preflight"]
 
-#: Corruption severities scored when ``--corruptions`` is given without ``--severities``.
-DEFAULT_SEVERITIES = (1, 3, 5)
-
-
-@dataclass
+@dataclass(init=False)
 class RunConfig:
-    """Everything a run needs; stored in ``environment.json``."""
+    """Everything a run needs; stored in ``environment.json``: the grid (datasets, methods, seeds, folds, the
+    split), where it runs and writes, and every setting of ``segbench.run.settings.SETTINGS`` (in ``settings``,
+    read as ``config.<name>``; ``RunConfig(..., quick=True)`` sets one, ``settings=`` several)."""
 
     out: Path
     datasets: list[str]
     methods: list[str]
-    seeds: list[int] = field(default_factory=lambda: [0])
-    data_dir: str | None = None
-    split_file: str | None = None
-    split_seed: int = 0
-    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
-    size: WorkSize = None
-    save_predictions: bool = False
-    quick: bool = False
-    warmup: int = 1
-    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    dataset_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: Tiled inference: tile side in pixels at the working size (None: whole images), and the tiles' overlap.
-    tile: int | None = None
-    tile_overlap: int = 64
-    imports: list[str] = field(default_factory=list)
-    executor: str = "local"
-    executor_options: dict[str, Any] = field(default_factory=dict)
-    retries: int = 1
+    seeds: list[int]
+    data_dir: str | None
+    split_file: str | None
+    split_seed: int
+    split_fractions: tuple[float, float, float]
     #: K-fold cross-validation (None: one train/val/test split): every image is tested once per method and seed.
-    folds: int | None = None
-    #: Nested seeded subsets of the training part, each a cell of the grid (val and test unchanged).
-    train_fractions: list[float] = field(default_factory=lambda: [1.0])
-    #: Test-image corruptions x severities each cell is also scored on (trained once, on clean data).
-    corruptions: list[str] = field(default_factory=list)
-    #: None: ``DEFAULT_SEVERITIES`` (given without corruptions, a problem: it would change nothing).
-    severities: list[int] | None = None
-    #: Pipelines with the same base and settings fit it once and reuse it (False: each cell fits its own).
-    share_bases: bool = True
-    #: Boundary F1 tolerance: pixels ("3") or percent of the image diagonal ("0.75%").
-    boundary_tolerance: str = DEFAULT_TOLERANCE
-    #: Also score centreline Dice (``cldice_<class>``): slow on large regions, meant for thin structures.
-    cldice: bool = False
-    #: Wall-clock training budget (seconds) of every method whose training loop takes one (``budget_s``).
-    budget_s: float | None = None
+    folds: int | None
+    method_options: dict[str, dict[str, Any]]
+    dataset_options: dict[str, dict[str, Any]]
+    imports: list[str]
+    executor: str
+    executor_options: dict[str, Any]
     #: The command line that made this run, recorded in each of its cells (the tables' ``command`` column).
-    command: str = ""
-    #: torch/BLAS/OpenMP threads of every cell, whatever ``OMP_NUM_THREADS`` says (recorded as ``threads``).
-    threads: int = 1
+    command: str
+    settings: dict[str, Any]
+
+    def __init__(
+        self, out: Path | str, datasets: list[str], methods: list[str], *, seeds: list[int] | None = None,
+        data_dir: str | None = None, split_file: str | None = None, split_seed: int = 0,
+        split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2), folds: int | None = None,
+        method_options: dict[str, dict[str, Any]] | None = None, dataset_options: dict[str, dict[str, Any]] | None = None,
+        imports: list[str] | None = None, executor: str = "local", executor_options: dict[str, Any] | None = None,
+        command: str = "", settings: dict[str, Any] | None = None, **given: Any,
+    ) -> None:
+        self.out, self.datasets, self.methods, self.seeds = Path(out), datasets, methods, seeds if seeds is not None else [0]
+        self.data_dir, self.split_file, self.split_seed, self.split_fractions = data_dir, split_file, split_seed, split_fractions
+        self.folds, self.method_options, self.dataset_options = folds, method_options or {}, dataset_options or {}
+        self.imports, self.executor, self.executor_options = imports or [], executor, executor_options or {}
+        self.command = command
+        self.settings = run_settings.initial_values({**(settings or {}), **given})
+
+    def __getattr__(self, name: str) -> Any:  # only called for names that are no attribute: the settings
+        settings = self.__dict__.get("settings", {})
+        if name in settings:
+            return settings[name]
+        raise AttributeError(f"RunConfig has no attribute or setting {name!r}")
 
     def cell_threads(self) -> int:
         """The threads every cell runs at: ``threads``, or a Dask LocalCluster's ``threads_per_worker``."""
@@ -130,7 +126,7 @@ class RunConfig:
 
     def corruption_variants(self) -> tuple[tuple[str, int], ...]:
         """``(corruption, severity)`` test variants every cell is also scored on."""
-        return tuple((c, s) for c in self.corruptions for s in (self.severities or DEFAULT_SEVERITIES))
+        return run_settings.variants_of(self.settings)
 
     def problems(self) -> list[str]:
         """Flags that contradict each other or would change nothing, one line each (checked with the data in
@@ -158,36 +154,30 @@ class RunConfig:
 
     def tiling(self) -> Tiling | None:
         """The ``Tiling`` every method of the run predicts with, or None."""
-        return Tiling(self.tile, self.tile_overlap) if self.tile is not None else None
+        return run_settings.tiling_of(self.settings)
 
     def validate(self) -> None:
         """Fail before any work on names that do not exist (the error lists the known ones)."""
         if not self.datasets or not self.methods or not self.seeds:
             raise ValueError("a run needs at least one dataset, one method and one seed")
-        if self.retries < 0:
-            raise ValueError(f"retries={self.retries} must be 0 or more")
         if self.folds is not None and self.folds < 2:
             raise ValueError(f"--folds {self.folds}: cross-validation needs at least 2 folds")
-        if not self.train_fractions or any(not 0 < f <= 1 for f in self.train_fractions):
-            raise ValueError(f"--train-fraction {self.train_fractions}: give fractions in (0, 1], e.g. 0.25,0.5,1.0")
+        for setting in run_settings.SETTINGS:
+            if setting.check is not None:
+                setting.check(self.settings[setting.field])
         for name, severity in self.corruption_variants():
             corrupt(np.zeros((8, 8, 3), np.uint8), name, severity, seed=0)  # unknown names and severities fail here
-        if self.budget_s is not None and not self.budget_s > 0:
-            raise ValueError(f"budget_s={self.budget_s} must be > 0 seconds (--budget-s)")
         dataset_entries(self.datasets)
         for spec in self.methods:
             problem = METHODS.get(split_spec(spec)[0]).unavailable()  # a missing optional extra, named
             if problem:
                 raise SetupError(problem)
         self.tiling()  # bad tile settings fail here, naming the fix
-        check_tolerance(self.boundary_tolerance)
 
     def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["out"] = str(self.out)
-        return d
-
-
+        """The config as ``environment.json`` records it: the settings beside the grid, one flat mapping."""
+        d = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "settings"}
+        return {**d, "out": str(self.out), **copy.deepcopy(self.settings)}
 
 
 @dataclass
@@ -200,16 +190,6 @@ class RunResult:
 def _components(method_spec: str) -> list[str]:
     base, stages = split_spec(method_spec)
     return [base, *stages]
-
-
-def _with_budget(method_spec: str, options: dict[str, dict[str, Any]], budget_s: float | None) -> dict[str, dict[str, Any]]:
-    """``options`` plus the run's budget as the base method's ``budget_s`` option, where its training loop takes
-    one (an explicit ``--opt METHOD.budget_s`` wins). The options enter the cell key, so the budget does too."""
-    base = split_spec(method_spec)[0]
-    if budget_s is None or "budget_s" not in {f.name for f in dataclasses.fields(METHODS.get(base).Options)}:
-        return options
-    return {**options, base: {"budget_s": budget_s, **options.get(base, {})}}
-
 
 
 def _splits(config: RunConfig, dataset: Any, folder: RunFolder, name: str) -> list[dict[str, list[str]]]:
@@ -286,19 +266,25 @@ def preflight(config: RunConfig, *, progress: bool = True, log: Callable[[str], 
 
 
 def setup_methods(config: RunConfig) -> dict[str, dict[str, Any]]:
-    """``Method.setup`` of each base method of the run, once per class count, before any cell: a weights file is
-    downloaded once (here, not in every worker) and checked; returns the provenance per method for
+    """``Method.setup`` of each base method of the run, once per class count, before any cell and before the data's
+    pre-flight (a weights problem shows in seconds): a weights file is downloaded once (here, not in every worker)
+    and checked; returns the provenance per method for
     environment.json (methods that need nothing are left out).
 
     Raises:
         SetupError: a method cannot be set up (no network for its weights, a file that does not fit).
     """
-    num_classes = {build_dataset(e.spec, data_dir=config.data_dir, options=e.options(config.dataset_options)).num_classes
-                   for e in dataset_entries(config.datasets)}
+    num_classes = set()
+    for entry in dataset_entries(config.datasets):
+        try:
+            num_classes.add(build_dataset(entry.spec, data_dir=config.data_dir, options=entry.options(config.dataset_options)).num_classes)
+        except Exception:  # noqa: BLE001 - preflight lists what is wrong with the data, together
+            continue
     provenance = {}
     for spec, classes in itertools.product(config.methods, sorted(num_classes)):
         base = split_spec(spec)[0]
-        options = _with_budget(base, {k: v for k, v in config.method_options.items() if k == base}, config.budget_s)
+        values = {setting.name: config.settings[setting.field] for setting in run_settings.SETTINGS}
+        options = run_settings.with_method_options(base, {k: v for k, v in config.method_options.items() if k == base}, values)
         try:
             method = build_method(base, classes, options=options, quick=config.quick)
         except IncompatibleError:  # its cells are recorded as skipped
@@ -310,10 +296,14 @@ def setup_methods(config: RunConfig) -> dict[str, dict[str, Any]]:
 
 
 def _plan(config: RunConfig, folder: RunFolder) -> tuple[list[CellTask], dict[str, CellOutcome]]:
-    """Every cell of the grid, in order, and the outcomes already known on the driver (broken datasets)."""
+    """Every cell of the grid, in order, and the outcomes already known on the driver (broken datasets).
+
+    A cell's key and its fitted base's key are built here, side by side, from the same settings
+    (``segbench.run.settings``): the base key from what decides a fit, the cell key from that and what decides
+    the scores."""
     tasks, known = [], {}
-    variants = config.corruption_variants()
     n_folds = config.folds or 1
+    axes = [s for s in run_settings.SETTINGS if s.axis]
     for entry in dataset_entries(config.datasets):
         name, dataset_spec = entry.name, entry.spec
         options = entry.options(config.dataset_options)
@@ -325,47 +315,36 @@ def _plan(config: RunConfig, folder: RunFolder) -> tuple[list[CellTask], dict[st
         except Exception as exc:  # a missing or broken dataset fails its cells, not the run
             splits = [{"train": [], "val": [], "test": []}] * n_folds
             dataset_config, broken, size = None, failed_outcome(exc, trace=traceback.format_exc()), config.size
-        for method_spec, fold, fraction, seed in itertools.product(
-            config.methods, range(n_folds), config.train_fractions, config.seeds
+        for method_spec, fold, *axis_values, seed in itertools.product(
+            config.methods, range(n_folds), *(config.settings[s.field] for s in axes), config.seeds
         ):
+            values = {s.name: config.settings[s.field] for s in run_settings.SETTINGS if not s.axis}
+            values.update({s.name: v for s, v in zip(axes, axis_values)}, size=size)
             method_options = {k: v for k, v in config.method_options.items() if k in _components(method_spec)}
-            method_options = _with_budget(method_spec, method_options, config.budget_s)
+            method_options = run_settings.with_method_options(method_spec, method_options, values)
             split = splits[fold]
-            if fraction != 1.0:  # nested subsets of the training part, the same for every method
-                split = {**split, "train": train_subset(split["train"], fraction, seed=config.split_seed)}
-            identity = {
-                "dataset": dataset_spec, "dataset_config": dataset_config, "split": _hash(split),
-                "method": method_spec, "options": method_options, "size": size,
-                "quick": config.quick, "seed": seed,
-            }
-            # New settings enter the key only when set, so cells of runs without them keep their keys.
-            if config.tile is not None:
-                identity["tiling"] = dataclasses.asdict(config.tiling())
+            if values["train_fraction"] != 1.0:  # nested subsets of the training part, the same for every method
+                split = {**split, "train": train_subset(split["train"], values["train_fraction"], seed=config.split_seed)}
+            # What decides a fit: the data it sees, the seed, the fit settings; the base method and its options.
+            fit = {"dataset": dataset_spec, "dataset_config": dataset_config, "split": _hash(split), "seed": seed}
+            base = split_spec(method_spec)[0]
+            base_key = _hash({**fit, **run_settings.fit_entries(values), "base": base,
+                              "options": method_options.get(base, {})})
+            identity = {**fit, **run_settings.cell_entries(values), "method": method_spec, "options": method_options}
             if config.folds is not None:
                 identity["fold"] = [fold, n_folds]
-            if fraction != 1.0:
-                identity["train_fraction"] = fraction
-            if variants:
-                identity["variants"] = variants
-            if config.boundary_tolerance != DEFAULT_TOLERANCE:
-                identity["boundary_tolerance"] = config.boundary_tolerance
-            if config.cldice:
-                identity["cldice"] = True
             if "scored_class" in options:  # it does not change a score, but the summary row says it
                 identity["scored_class"] = options["scored_class"]
             name_parts = [slug(name), slug(method_spec), f"seed{seed}"]
             name_parts += [f"fold{fold}"] if config.folds is not None else []
-            name_parts += [f"train{fraction:g}"] if fraction != 1.0 else []
-            key = f"{'__'.join(name_parts)}-{_hash(identity)}"
+            key = f"{'__'.join(name_parts + run_settings.labels(values))}-{_hash(identity)}"
             task = CellTask(
                 key=key, dataset_spec=dataset_spec, dataset_name=name, method=method_spec, seed=seed,
                 split=split, artifacts_dir=str(folder.root / "artifacts" / key), data_dir=config.data_dir,
-                dataset_options=options, method_options=method_options, size=size, tiling=config.tiling(),
-                quick=config.quick,
-                warmup=config.warmup, save_predictions=config.save_predictions,
+                dataset_options=options, method_options=method_options, base_key=base_key,
                 threads=config.cell_threads(),
-                fold=fold, n_folds=n_folds, train_fraction=fraction, variants=variants,
-                boundary_tolerance=config.boundary_tolerance, cldice=config.cldice,
+                fold=fold, n_folds=n_folds,
+                settings={s.name: values[s.name] for s in run_settings.SETTINGS if s.in_task},
             )
             tasks.append(task)
             if broken is not None:
@@ -382,8 +361,8 @@ def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] 
     load_start = load_average()  # before our own work: what else keeps the machine busy
     import_modules(config.imports)  # modules that register the user's own methods and datasets
     config.validate()
-    records = preflight(config, progress=progress, log=log)
     weights = setup_methods(config)
+    records = preflight(config, progress=progress, log=log)
     folder = RunFolder(Path(config.out), command=config.command)
     write_dataset_records(folder.root, records)
     cells_at_once = (config.executor_options.get("workers") or 1) if config.executor == "local" else None

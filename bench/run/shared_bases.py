@@ -12,9 +12,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from segbench.methods import split_spec
 from segbench.run.cells import CellTask
-from segbench.run.records import stable_hash
 
 __all__ = ["FITTED_BASE", "share_bases"]
 
@@ -26,12 +24,8 @@ def share_bases(tasks: list[CellTask]) -> list[CellTask]:
     """Give cells with the same base and settings one fitted base: the bare method's cell provides it when
     the grid has one, else the first pipeline (``run`` runs providers first)."""
     groups: dict[str, list[CellTask]] = {}
-    for task in tasks:
-        base = split_spec(task.method)[0]
-        identity = {"dataset": task.dataset_spec, "base": base, "options": task.method_options.get(base, {}),
-                    "split": stable_hash(task.split), "seed": task.seed, "size": task.size, "quick": task.quick,
-                    "tiling": task.tiling and dataclasses.asdict(task.tiling)}
-        groups.setdefault(stable_hash(identity), []).append(task)
+    for task in tasks:  # the base key: what decides the base's fit (``runner._plan`` builds it beside the cell key)
+        groups.setdefault(task.base_key, []).append(task)
     shared: dict[str, CellTask] = {}
     for group in groups.values():
         if len(group) < 2:

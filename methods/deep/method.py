@@ -42,7 +42,13 @@ from segbench.methods.base import Method
 from segbench.methods.deep.checkpoint import load_checkpoint, save_checkpoint
 from segbench.methods.deep.device import pick_device, seed_everything
 from segbench.methods.deep.inference import Normalization, softmax_batch
-from segbench.methods.deep.training import TrainConfig, TrainResult, train_model
+from segbench.methods.deep.training import (
+    ADDED_LATER,
+    LEFT_OUT_OF_IDENTITY,
+    TrainConfig,
+    TrainResult,
+    train_model,
+)
 
 __all__ = ["DeepMethod", "CHECKPOINT_NAME"]
 
@@ -57,10 +63,6 @@ class DeepOptions(TrainConfig):
 
     checkpoint: str | None = None
     reuse_checkpoint: bool = True
-
-
-#: Option names that do not change a trained network's weights' meaning (not compared on reuse).
-_VOLATILE = ("checkpoint", "reuse_checkpoint", "progress", "device", "max_train_s")
 
 
 class DeepMethod(Method):
@@ -118,9 +120,11 @@ class DeepMethod(Method):
 
     def _identity(self) -> dict[str, Any]:
         """What a reusable ``best.pt`` must share with this instance."""
-        training = {k: v for k, v in dataclasses.asdict(self.train_config()).items() if k not in _VOLATILE}
-        if training["budget_s"] is None:  # trained by epochs: checkpoints from before budgets existed stay reusable
-            del training["budget_s"]
+        training = {}  # each training option by the identity rule its field declares (``training.TrainConfig``)
+        for f in dataclasses.fields(TrainConfig):
+            value, rule = getattr(self.opts, f.name), f.metadata.get("identity")
+            if rule != LEFT_OUT_OF_IDENTITY["identity"] and not (rule == ADDED_LATER["identity"] and value == f.default):
+                training[f.name] = value
         return {
             "method": self.name,
             "num_classes": self.num_classes,

@@ -58,6 +58,13 @@ __all__ = [
 ]
 
 
+#: ``TrainConfig`` field metadata: what a checkpoint's identity (``DeepMethod._identity``) makes of the option.
+#: Left out: it does not change what trained weights mean. Added later: compared only when not at its default,
+#: so checkpoints saved before the option existed stay reusable.
+LEFT_OUT_OF_IDENTITY = {"identity": "left out"}
+ADDED_LATER = {"identity": "when set"}
+
+
 @dataclass(kw_only=True)
 class TrainConfig:
     """Options of the training loop (every deep method's ``Options`` extends this).
@@ -107,13 +114,13 @@ class TrainConfig:
     color_jitter: float = 0.2
     val_every: int = 1
     patience: int | None = 20
-    max_train_s: float | None = None
-    budget_s: float | None = None
-    device: Device = "auto"
+    max_train_s: float | None = field(default=None, metadata=LEFT_OUT_OF_IDENTITY)
+    budget_s: float | None = field(default=None, metadata=ADDED_LATER)
+    device: Device = field(default="auto", metadata=LEFT_OUT_OF_IDENTITY)
     amp: bool = True
     channels_last: bool = True
     deterministic: bool = True
-    progress: bool = True
+    progress: bool = field(default=True, metadata=LEFT_OUT_OF_IDENTITY)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad value."""
