@@ -283,7 +283,9 @@ def setup_methods(config: RunConfig) -> dict[str, dict[str, Any]]:
     provenance = {}
     for spec, classes in itertools.product(config.methods, sorted(num_classes)):
         base = split_spec(spec)[0]
-        values = {setting.name: config.settings[setting.field] for setting in run_settings.SETTINGS}
+        # a setting that is an axis of the grid (a list): its first value (weights do not depend on it)
+        values = {setting.name: config.settings[setting.field][0] if setting.axis else config.settings[setting.field]
+                  for setting in run_settings.SETTINGS}
         options = run_settings.with_method_options(base, {k: v for k, v in config.method_options.items() if k == base}, values)
         try:
             method = build_method(base, classes, options=options, quick=config.quick)
