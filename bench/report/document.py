@@ -83,7 +83,8 @@ def _paired_display(table: pd.DataFrame, label: str) -> pd.DataFrame:
         f"mean Dice {label} A": table["dice_a"].map(fmt),
         f"mean Dice {label} B": table["dice_b"].map(fmt),
         "A − B [95% CI]": [fmt_ci(e, lo, hi) for e, lo, hi in table[["diff", "diff_low", "diff_high"]].to_numpy(float)],
-        "test": table["test"],
+        "test": [f"{t}, df {df:.3g}" + ("" if noise else " (no training noise)")
+                 for t, df, noise in table[["test", "df", "training_noise"]].itertuples(index=False)],
         "p": table["p"].map(fmt_p),
         "Holm p": table["p_holm"].map(fmt_p),
         "verdict": table["verdict"],
@@ -169,7 +170,7 @@ def paired_section(report: Report, dataset: str) -> list[Block]:
         return []
     label = run.headline(dataset)[0]
     paired = paired_table(run, dataset)
-    return [Heading(3, "Paired comparisons"), Para(paired_intro(label, several_seeds=bool((paired["seeds"] > 1).any()))),
+    return [Heading(3, "Paired comparisons"), Para(paired_intro(label, several_seeds=bool((paired["seeds"] > 1).any()), table=paired)),
             Table(_paired_display(paired, label)), Para(paired_sentence(paired, label))]
 
 
