@@ -38,6 +38,7 @@ from segbench.report.figures import (
 )
 from segbench.report.format import fmt, fmt_ci, fmt_p
 from segbench.report.prose import dataset_intro, paired_intro, paired_sentence, work_sizes_sentence
+from segbench.report.compute import compute_blocks
 from segbench.report.measures import measures_blocks
 from segbench.report.robustness import label_efficiency_blocks, robustness_blocks
 from segbench.report.render import Block, Code, Details, Figure, Heading, Para, Table, to_html, to_markdown
@@ -267,6 +268,11 @@ def label_efficiency_section(report: Report, dataset: str) -> list[Block]:
     return label_efficiency_blocks(report.run, dataset, report.fig_dir)
 
 
+def compute_section(report: Report, dataset: str) -> list[Block]:
+    """Scores against training seconds and FLOPs on a budget axis, and time to target (``segbench.report.compute``)."""
+    return compute_blocks(report.run, dataset, report.fig_dir)
+
+
 def robustness_section(report: Report, dataset: str) -> list[Block]:
     """Scores on corrupted test images (``segbench.report.robustness``)."""
     return robustness_blocks(report.run, dataset, report.fig_dir)
@@ -275,7 +281,7 @@ def robustness_section(report: Report, dataset: str) -> list[Block]:
 Section = Callable[[Report, str], list[Block]]
 #: A dataset's part of the report, in order; add a section here (a function of the report and a dataset).
 DATASET_SECTIONS: list[Section] = [scores_section, paired_section, per_class_section, measures_section, grid_section,
-                                   label_efficiency_section, robustness_section]
+                                   label_efficiency_section, compute_section, robustness_section]
 
 
 def overview_section(report: Report) -> list[Block]:
