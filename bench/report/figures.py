@@ -29,6 +29,7 @@ __all__ = [
     "accuracy_latency_figure",
     "compute_figure",
     "confusion_figure",
+    "learning_curves_figure",
     "degradation_figure",
     "label_efficiency_figure",
     "pareto_front",
@@ -458,6 +459,36 @@ def reliability_figure(curves: Mapping[str, pd.DataFrame], *, dataset: str) -> F
     else:
         top.legend(fontsize="small", loc="upper left")
     bottom.set(xlabel="mean top-class confidence per bin", ylabel="share of pixels", yscale="log")
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves_figure(curves: pd.DataFrame, *, dataset: str) -> Figure:
+    """Validation score against training seconds, a panel per method and a line per cell (fold, seed, budget),
+    the kept (best) epoch marked: whether a network converged, was still climbing, or never started.
+
+    Args:
+        curves: Rows of ``curves.csv`` of one dataset: ``method, seed, fold, epoch, train_s, val_score`` and,
+            optionally, ``budget_s``.
+        dataset: Title.
+    """
+    plt, sns = _pyplot()
+    methods = list(dict.fromkeys(curves["method"]))
+    fig, axes = _panels(len(methods), 3.2, 2.4)
+    by = [c for c in ("seed", "fold", "budget_s") if c in curves.columns and curves[c].nunique(dropna=False) > 1]
+    for ax, method in zip(axes, methods):
+        rows = curves[curves["method"] == method]
+        groups = list(rows.groupby(by, dropna=False, sort=True)) if by else [((), rows)]
+        colours = sns.color_palette(n_colors=max(1, len(groups)))
+        for colour, (_, cell) in zip(colours, groups):
+            cell = cell[cell["val_score"].notna()].sort_values("epoch")
+            if cell.empty:
+                continue
+            ax.plot(cell["train_s"], cell["val_score"], color=colour, linewidth=1, marker="o", markersize=1.5)
+            best = cell.loc[cell["val_score"].idxmax()]
+            ax.plot(best["train_s"], best["val_score"], marker="*", markersize=8, color=colour)
+        ax.set(title=method, xlabel="training seconds (budget clock)", ylabel="validation mean IoU", ylim=(0, 1))
+    fig.suptitle(f"{dataset}: learning curves (star: the epoch kept; one line per {', '.join(by) or 'cell'})", fontsize=9)
     fig.tight_layout()
     return fig
 
