@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from segbench.cli import main
-from segbench.measure.latency_report import latency_markdown
+from segbench.report.latency import latency_markdown
 from segbench.methods import METHODS
 from segbench.run.environment import loaded_machine
 

@@ -16,7 +16,8 @@ from threadpoolctl import threadpool_info
 from segbench.cli import main
 from segbench.datasets import build_dataset
 from segbench.datasets.transforms import resize_image, resize_proba
-from segbench.measure.latency import MemoryProbe, configured_threads, method_latency_table
+from segbench.measure.latency import MemoryProbe, configured_threads
+from segbench.run.latency import method_latency_table
 from segbench.measure.roofline import ACCELERATORS, accelerator, roofline_ms
 from segbench.methods import METHODS, Method, Pipeline, build_method
 from segbench.methods.prediction import labels_from_proba

@@ -13,6 +13,8 @@ from urllib.parse import unquote
 
 import pandas as pd
 
+from segbench.files import write_atomic
+
 __all__ = [
     "KEY_COLUMNS",
     "COLUMN_DEFAULTS",
@@ -23,7 +25,6 @@ __all__ = [
     "prediction_dir",
     "prediction_path",
     "slug",
-    "write_atomic",
     "load_tables",
     "DATASETS_FILE",
     "dataset_record",
@@ -128,13 +129,6 @@ def write_dataset_records(run_dir: Path, records: dict[str, dict[str, object]]) 
     path = Path(run_dir) / DATASETS_FILE
     known = json.loads(path.read_text()) if path.is_file() else {}
     write_atomic(path, lambda p: p.write_text(json.dumps({**known, **records}, indent=1)))
-
-
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file and rename it into place: readers see the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def load_tables(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -53,6 +53,7 @@ from segbench.datasets.splits import (
 from segbench.datasets.validate import missing_classes, validate_dataset
 from segbench.methods import split_spec
 from segbench.methods.tiling import Tiling
+from segbench.files import write_atomic
 from segbench.registry import import_modules
 from segbench.run import settings as run_settings
 from segbench.run.cells import CellOutcome, CellTask, evaluate_cell, failed_outcome, time_latency
@@ -65,7 +66,6 @@ from segbench.run.records import (
     dataset_record_problems,
     load_tables,
     slug,
-    write_atomic,
     write_dataset_records,
 )
 from segbench.run.records import stable_hash as _hash
