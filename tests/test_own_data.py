@@ -23,6 +23,7 @@ from segbench.cli import dataset_options, main, method_options
 from segbench.datasets import DATASETS, DataError
 from segbench.datasets.base import dataset_entries
 from segbench.datasets.validate import validate_dataset
+from segbench.methods import METHODS
 from segbench.run.records import case_collisions, image_file_stem, image_id_from_stem, prediction_path
 from segbench.run.runner import CellOutcome, RunConfig, run
 
@@ -365,7 +366,7 @@ def test_import_from_the_current_folder_on_every_subcommand(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
     item = f"mymethods_{form}" if form == "module" else f"./mymethods_{form}.py"
-    try:
+    with METHODS.restored():  # what the user's module registers lasts for this test only
         assert main(["list", "--import", item]) == 0
         assert name in capsys.readouterr().out
         assert main(["latency", "--import", item, "--methods", name, "--sizes", "32x32", "--repeats", "1",
@@ -374,10 +375,7 @@ def test_import_from_the_current_folder_on_every_subcommand(tmp_path, monkeypatc
         assert main(["run", "--import", item, "--methods", name, "--datasets", "synthetic", "--dataset-opt",
                      "synthetic.num_images=6", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
         assert main(["report", str(tmp_path / "run"), "--import", item, "--no-figures"]) == 0
-    finally:
-        from segbench.methods import METHODS
-
-        METHODS._items.pop(name, None)
+    sys.modules.pop(f"mymethods_{form}", None)
 
 
 # -- the run: retries, Ctrl-C, tables ------------------------------------------------------------------------
