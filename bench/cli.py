@@ -23,7 +23,8 @@ from segbench.measure.roofline import accelerator
 from segbench.methods import METHODS, STAGES, split_spec
 from segbench.options import UsageError, csv_of, option_types, parse_assignments, split_csv, typed_options
 from segbench.registry import ImportFailed, UnknownNameError, import_modules
-from segbench.report import brief_table, write_report
+from segbench.report import RunData, brief_table, write_report
+from segbench.report.summary_table import summary_table
 from segbench.report.figures import save_figure, throughput_figure
 from segbench.report.latency import latency_markdown
 from segbench.run import settings as run_settings
@@ -219,6 +220,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_table(args: argparse.Namespace) -> int:
+    if not (Path(args.run_dir) / "summary.csv").is_file():
+        raise UsageError(f"{args.run_dir}: no summary.csv; give a run folder written by 'segbench run'")
+    metrics = split_csv(args.metrics) if args.metrics else None
+    try:
+        print(summary_table(RunData.load(args.run_dir), args.dataset, metrics=metrics))
+    except (KeyError, ValueError) as exc:
+        raise UsageError(str(exc).strip("'\"")) from None
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
 
     (entry,) = dataset_entries([args.dataset])
@@ -301,6 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="report folder (default: the run folder)")
     p.add_argument("--no-figures", action="store_true", help="tables only (figures are PNG and SVG under figures/)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("table", parents=[common], help="the README's results table of a run folder (markdown, one row per method)")
+    p.add_argument("run_dir")
+    p.add_argument("--dataset", default=None, help="the dataset to tabulate (needed when the run has several)")
+    p.add_argument("--metrics", default=None, metavar="M1,M2",
+                   help="score metrics in order (default: dice,iou,bf1,cldice,ece for a binary task, "
+                        "iou,pixel_accuracy,mean_pixel_accuracy,ece otherwise; those the run scored)")
+    p.set_defaults(func=_cmd_table)
 
     p = sub.add_parser("validate", parents=[common], help="check every image and mask of a dataset; exit 1 if anything is wrong")
     p.add_argument("dataset", help="NAME or NAME:PATH, as for run --datasets")

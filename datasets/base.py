@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from segbench.datasets.errors import DataError
+from segbench.measure.schema import default_scored_class
 from segbench.registry import Registry
 
 __all__ = [
@@ -103,8 +104,8 @@ class SegmentationDataset(abc.ABC):
         Raises:
             DataError: ``scored_class`` names no class of the dataset.
         """
-        if self.scored_class is None:
-            return self.class_names[1] if self.num_classes == 2 else "mean"
+        if self.scored_class is None:  # the schema's default rule: a binary task's second class, else the mean
+            return default_scored_class(self.class_names)
         if self.scored_class != "mean" and self.scored_class not in self.class_names:
             raise DataError(f"{self.name}: scored_class={self.scored_class!r} is not a class of the dataset; choose one "
                             f"of {', '.join(self.class_names)} or mean (--dataset-opt NAME.scored_class=...)")

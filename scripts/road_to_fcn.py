@@ -8,7 +8,7 @@ Weights come from a run folder (``segbench run --datasets ph2 --methods sliding-
 trained with its quick options on the run's training split (or a fresh split without a run folder).
 
     SEGBENCH_DATA_DIR=../shared/data python scripts/road_to_fcn.py --run /work/runs/ph2-fcn \
-        --out results/reference/ph2-fcn/road_to_fcn.png
+        --out results/reference/earlier/ph2-fcn/road_to_fcn.png
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=None, help="run folder with the trained methods' artifacts")
     parser.add_argument("--image", default=None, help="PH2 image id (default: the test image of median FCN-8s Dice)")
-    parser.add_argument("--out", type=Path, default=Path("results/reference/ph2-fcn/road_to_fcn.png"))
+    parser.add_argument("--out", type=Path, default=Path("results/reference/earlier/ph2-fcn/road_to_fcn.png"))
     args = parser.parse_args()
 
     ds = build_dataset("ph2")

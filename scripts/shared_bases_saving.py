@@ -1,6 +1,6 @@
 """How much fitting shared bases saved in a run: the base fits each reusing pipeline skipped.
 
-    python scripts/shared_bases_saving.py results/reference/ph2-cv
+    python scripts/shared_bases_saving.py results/reference/current/ph2-cv
 
 A pipeline that reused a fitted base (``base_cell`` in summary.csv) skipped its provider's base fit: the
 provider's ``train_s`` when the provider is a bare method (its whole fit is the base). Without sharing, the

@@ -492,7 +492,7 @@ def test_an_absent_class_allowed_by_name_is_scored_nan(tmp_path, capsys):
     summary = pd.read_csv(tmp_path / "run" / "summary.csv")
     assert summary.loc[0, "scored_class"] == "mean" and np.isnan(summary.loc[0, "dataset_dice_extra"])
     from segbench.report import headline_columns
-    label, column, _ = headline_columns(summary, "d", prefix="dataset_")
+    label, column, _ = headline_columns(summary, "d", aggregation="dataset")
     assert column == "dataset_mean_dice" and label.startswith("mean over 2 of 3 classes"), label
 
 
@@ -516,7 +516,7 @@ def test_scored_class_is_declared_printed_and_recorded(tmp_path, capsys):
     summary = pd.read_csv(tmp_path / "run" / "summary.csv").set_index("method")
     assert (summary["scored_class"] == "background").all()
     from segbench.report import headline_columns
-    assert headline_columns(summary.reset_index(), "d", prefix="dataset_")[1] == "dataset_dice_background"
+    assert headline_columns(summary.reset_index(), "d", aggregation="dataset")[1] == "dataset_dice_background"
     # The constant predicts the majority class (background) everywhere: background Dice = 2 TP / (2 TP + FP + FN)
     truth = np.concatenate([m.ravel() > 0 for s, m in sorted(_masks(root).items())
                             if s in pd.read_csv(tmp_path / "run" / "splits" / "d.csv").query("split == 'test'")["image_id"].tolist()])

@@ -6,15 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segbench.report.figures import save_figure
+from segbench.report.figures import degradation_figure, label_efficiency_figure, save_figure
+from segbench.report.render import Figure, Heading, Table
+from segbench.report.rundata import RunData
 from segbench.report.robustness import (
     crossover,
-    degradation_figure,
-    label_efficiency_figure,
+    label_efficiency_blocks,
     label_efficiency_sentence,
     label_efficiency_table,
     main_rows,
-    report_sections,
+    robustness_blocks,
     robustness_display,
     robustness_ratios,
     robustness_table,
@@ -174,16 +175,23 @@ def test_missing_grid_columns_error():
         robustness_table(summary, per_image, dataset="d", column="dice_lesion")
 
 
+def _run(summary: pd.DataFrame, per_image: pd.DataFrame, tmp_path) -> RunData:
+    """A ``RunData`` of the tables (binary: background and lesion, as the summary's IoU columns name them)."""
+    summary = summary.assign(dataset_iou_background=0.9, dataset_iou_lesion=0.8)
+    return RunData(tmp_path, main_rows(summary), main_rows(per_image), {}, {}, all_summary=summary,
+                   all_per_image=per_image)
+
+
 def test_report_sections(tmp_path):
     summary, per_image = tables(robustness_cells() + [dict(c, corruption="none", severity=0)
                                                        for c in curve("A", "deep", [0.5, 0.6, 0.7, 0.8])[:3]])
-    blocks = report_sections(summary, per_image, dataset="d", column="dice_lesion", label="lesion", fig_dir=tmp_path)
-    headings = [b[2] for b in blocks if b[0] == "heading"]
-    assert headings == ["Label efficiency", "Robustness"]
-    assert [b[1].name for b in blocks if b[0] == "figure"] == ["label_efficiency_d.png", "degradation_d.png"]
-    assert all(b[1].is_file() for b in blocks if b[0] == "figure")
-    ratio_table = [b[1] for b in blocks if b[0] == "table"][-1]
+    run = _run(summary, per_image, tmp_path)
+    blocks = label_efficiency_blocks(run, "d", tmp_path) + robustness_blocks(run, "d", tmp_path)
+    assert [b.text for b in blocks if isinstance(b, Heading)] == ["Label efficiency", "Robustness"]
+    assert [b.path.name for b in blocks if isinstance(b, Figure)] == ["label_efficiency_d.png", "degradation_d.png"]
+    assert all(b.path.is_file() for b in blocks if isinstance(b, Figure))
+    ratio_table = [b.df for b in blocks if isinstance(b, Table)][-1]
     assert ratio_table.loc[ratio_table["name"] == "A", "corrupted/clean [95% CI]"].iloc[0].startswith("0.812 [")
-    plain = summary[summary["corruption"] == "none"].drop(columns=["corruption", "severity"])
-    assert [b[2] for b in report_sections(plain, per_image, dataset="d", column="dice_lesion", label="lesion",
-                                          fig_dir=None) if b[0] == "heading"] == ["Label efficiency"]
+    plain = _run(summary[summary["corruption"] == "none"].drop(columns=["corruption", "severity"]), per_image, tmp_path)
+    assert not robustness_blocks(plain, "d", None)
+    assert [b.text for b in label_efficiency_blocks(plain, "d", None) if isinstance(b, Heading)] == ["Label efficiency"]

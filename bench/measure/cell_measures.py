@@ -1,8 +1,9 @@
 """The boundary and calibration columns of one cell, fed one test image at a time by the runner.
 
-Per image: ``<key>_<class>`` for each of ``boundary.BOUNDARY_KEYS`` (per_image.csv; ``cldice`` when asked). Per cell (summary.csv):
-``per_image_<key>_<class>``, the mean over images with NaN left out (these scores have no pooled form), and
-``ece`` and ``brier`` over all test pixels pooled; the reliability diagram's bins go to cell.json.
+Per image: ``<key>_<class>`` for each per-image label-map metric of ``segbench.measure.schema`` (``bf1``, ``hd95``,
+``assd``; opt-in ones such as ``cldice`` when asked). Per cell (summary.csv): ``per_image_<key>_<class>``, the
+mean over images with NaN left out (these scores have no pooled form), and ``ece`` and ``brier`` over all test
+pixels pooled; the reliability diagram's bins go to cell.json.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from segbench.measure.boundary import BOUNDARY_KEYS, DEFAULT_TOLERANCE, boundary_scores, centreline_scores
+from segbench.measure.boundary import DEFAULT_TOLERANCE
 from segbench.measure.calibration import Calibration
 from segbench.measure.metrics import _nanmean
+from segbench.measure.schema import cell_column, image_column, image_metrics
 
 __all__ = ["CellMeasures"]
 
@@ -29,12 +31,14 @@ class CellMeasures:
         cldice: Also score centreline Dice. Off by default: skeletonising large regions costs about 0.5 s per
             768x576 two-class image (4 skeletons; measured on PH2), against ~5 ms for the boundary scores, so it
             is asked for where thin structures are the point (``--cldice``, e.g. DRIVE's vessels).
+        opt_in: Other opt-in metrics of ``segbench.measure.schema`` to score, by name.
     """
 
     def __init__(self, class_names: Sequence[str], *, ignore_index: int | None = 255,
-                 tolerance: str | float = DEFAULT_TOLERANCE, cldice: bool = False) -> None:
+                 tolerance: str | float = DEFAULT_TOLERANCE, cldice: bool = False, opt_in: Sequence[str] = ()) -> None:
         self.class_names = tuple(class_names)
-        self.keys = BOUNDARY_KEYS if cldice else tuple(k for k in BOUNDARY_KEYS if k != "cldice")
+        self.metrics = image_metrics((*opt_in, *(("cldice",) if cldice else ())))
+        self.keys = tuple(m.name for m in self.metrics)
         self.ignore_index = ignore_index
         self.tolerance = tolerance
         self.calibration = Calibration(len(self.class_names), ignore_index=ignore_index)
@@ -53,21 +57,23 @@ class CellMeasures:
         Returns:
             This image's ``<key>_<class>`` columns.
         """
-        c, ignore = len(self.class_names), {"ignore_index": self.ignore_index, "ignore_mask": ignore_mask}
-        scores = boundary_scores(truth, labels, c, tolerance=self.tolerance, **ignore)
-        if "cldice" in self.keys:
-            scores |= centreline_scores(truth, labels, c, **ignore)
+        scores: dict[str, Any] = {}
+        for compute in dict.fromkeys(m.compute for m in self.metrics):  # one call per function (BF1, HD95, ASSD share one)
+            scores |= compute(truth, labels, len(self.class_names), ignore_index=self.ignore_index,
+                              ignore_mask=ignore_mask, tolerance=self.tolerance)
         self.calibration.update(proba, truth, ignore_mask=ignore_mask)
-        row = {f"{key}_{name}": float(v) for key in self.keys for name, v in zip(self.class_names, scores[key])}
+        row = {image_column(key, name): float(v) for key in self.keys for name, v in zip(self.class_names, scores[key])}
         self._rows.append(row)
         return row
 
     def summary(self) -> dict[str, float]:
         """``per_image_<key>_<class>`` means over images (NaN left out), then ``ece`` and ``brier``."""
-        columns = [f"{key}_{name}" for key in self.keys for name in self.class_names]
-        values = np.array([[row[c] for c in columns] for row in self._rows], dtype=np.float64).reshape(-1, len(columns))
+        columns = [(key, name) for key in self.keys for name in self.class_names]
+        values = np.array([[row[image_column(*c)] for c in columns] for row in self._rows],
+                          dtype=np.float64).reshape(-1, len(columns))
         means = _nanmean(values, axis=0)
-        return {**{f"per_image_{c}": float(m) for c, m in zip(columns, means)}, **self.calibration.compute()}
+        return {**{cell_column(*c, aggregation="per_image"): float(m) for c, m in zip(columns, means)},
+                **self.calibration.compute()}
 
     def reliability(self) -> dict[str, Any]:
         """The reliability diagram's bins (``Calibration.reliability``), for cell.json."""

@@ -17,7 +17,7 @@ that part is left out with a note in the report.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +26,7 @@ import pandas as pd
 from PIL import Image
 
 from segbench.measure.metrics import confusion_matrix, scores_from_confusion
+from segbench.measure.schema import MEAN
 from segbench.report.figures import (
     GridRow,
     accuracy_latency_figure,
@@ -38,14 +39,14 @@ from segbench.report.figures import (
 from segbench.report.format import fmt, fmt_ci, fmt_p
 from segbench.report.prose import dataset_intro, paired_intro, paired_sentence, work_sizes_sentence
 from segbench.report.measures import measures_blocks
-from segbench.report.robustness import report_sections
+from segbench.report.robustness import label_efficiency_blocks, robustness_blocks
 from segbench.report.render import Block, Code, Details, Figure, Heading, Para, Table, to_html, to_markdown
-from segbench.report.rundata import RunData, headline_columns
+from segbench.report.rundata import RunData
 from segbench.report.tables import paired_table, per_class_iou_table, scores_table, select_grid_images
 from segbench.run.environment import loaded_machine
 from segbench.run.records import prediction_dir, slug
 
-__all__ = ["write_report", "MAX_GRID_METHODS"]
+__all__ = ["DATASET_SECTIONS", "MAX_GRID_METHODS", "Report", "write_report"]
 
 #: Methods shown in a qualitative grid (the best ones by the headline score); more make unreadable rows.
 MAX_GRID_METHODS = 6
@@ -89,8 +90,9 @@ def _paired_display(table: pd.DataFrame, label: str) -> pd.DataFrame:
     })
 
 
-class _Report:
-    """Builds the blocks of one report; owns the notes of what it left out (per dataset) and its tables."""
+class Report:
+    """What every section of one report shares: the run, where figures go (None: no figures), each dataset's
+    scores table (computed once) and the notes of what was left out (shown at the end of the dataset's part)."""
 
     def __init__(self, run: RunData, fig_dir: Path | None) -> None:
         self.run, self.fig_dir = run, fig_dir
@@ -113,164 +115,207 @@ class _Report:
     def blocks(self) -> list[Block]:
         run, env = self.run, self.run.environment
         blocks: list[Block] = [Heading(1, f"segbench report: {run.run_dir.name}")]
-        if env:
+        if env.get("reconstructed"):
+            blocks.append(Para(f"environment.json is reconstructed: {env.get('note', '')}"))
+        elif env:
             blocks.append(Para(f"Run {env.get('created')} on {env.get('cpu')} ({env.get('torch_threads')} torch threads"
                                + (f", GPU {env['gpu']}" if env.get("gpu") else "") + f"), segbench commit {env.get('git_commit')}."
                                + (f" {loaded_machine(env)}" if loaded_machine(env) else "")))
         if run.summary.empty:
             return blocks + [Para("No finished cells yet.")]
         if self.fig_dir is not None:
-            blocks += self._overview()
+            blocks += overview_section(self)
         for ds in run.datasets():
-            blocks += self._dataset(ds)
+            blocks += self.dataset_blocks(ds)
         failed = run.summary[run.summary["status"] == "failed"]
         if len(failed):
             blocks += [Heading(2, "Failed cells"), Table(failed[["dataset", "method", "seed", "error"]].astype(str))]
-        return blocks + self._environment()
+        return blocks + environment_section(self)
 
-    def _dataset(self, dataset: str) -> list[Block]:
+    def dataset_blocks(self, dataset: str) -> list[Block]:
+        """A dataset's part: every one of ``DATASET_SECTIONS`` in order, then skipped methods and notes."""
         run = self.run
         d = run.summary[run.summary["dataset"] == dataset]
-        ok = run.ok(dataset)
         blocks: list[Block] = [Heading(2, dataset)]
-        if not ok.empty:
-            label = headline_columns(run.summary, dataset, prefix="dataset_")[0]
-            scores = self.scores[dataset]
-            blocks += [Para(dataset_intro(ok.iloc[0].to_dict(), several_seeds=bool((scores["seeds"] > 1).any()))
-                            + (work_sizes_sentence(ok) if "work_size" in ok.columns else "")),
-                       Heading(3, "Scores"), Table(_scores_display(scores, label))]
-            if len(scores) > 1 and not run.has_per_image(dataset):
-                self.note(dataset, "No paired comparisons: the run folder has no per-image scores (per_image.csv).")
-            elif len(scores) > 1:
-                paired = paired_table(run, dataset)
-                blocks += [Heading(3, "Paired comparisons"),
-                           Para(paired_intro(label, several_seeds=bool((paired["seeds"] > 1).any()))),
-                           Table(_paired_display(paired, label)), Para(paired_sentence(paired, label))]
-            multi = sum(1 for c in run.summary.columns if c.startswith("dataset_iou_") and ok[c].notna().any()) > 2
-            if multi:
-                blocks += [Heading(3, "Per-class IoU (dataset-level)"),
-                           Table(per_class_iou_table(run, dataset).map(lambda v: fmt(v) if not isinstance(v, str) else v))]
-                if self.fig_dir is not None:
-                    blocks += self._confusion(dataset)
-            blocks += measures_blocks(run, dataset, self.fig_dir)
-            if self.fig_dir is not None:
-                blocks += self._grid(dataset, scores)
-            kinds = {"heading": Heading, "para": Para, "table": Table, "figure": Figure}
-            blocks += [kinds[kind](*args) for kind, *args in report_sections(
-                run.all_summary, run.all_per_image, dataset=dataset, column=run.headline(dataset)[1], label=label,
-                fig_dir=self.fig_dir)]
+        if not run.ok(dataset).empty:
+            for section in DATASET_SECTIONS:
+                blocks += section(self, dataset)
         skipped = d[d["status"] == "skipped"].drop_duplicates("method")
         blocks += [Para(f"Skipped: {r.method} ({r.error}).") for r in skipped.itertuples()]
         return blocks + [Para(f"Note: {n}") for n in self.notes.get(dataset, [])]
 
-    def _confusion(self, dataset: str) -> list[Block]:
-        run, fig_dir = self.run, self.fig_dir
-        assert fig_dir is not None
-        matrices, names = {}, None
-        for method, cells in run.ok(dataset).groupby("method", sort=False):
-            recorded = [run.recorded_confusion(dataset, method, s) for s in cells["seed"]]
-            if all(r is not None for r in recorded):
-                matrices[method] = np.sum([r[0] for r in recorded if r is not None], axis=0)
-                names = recorded[0][1] if recorded[0] else None
-        if not matrices or names is None:
-            self.note(dataset, "No confusion matrices: the cell records under cells/ are missing.")
-            return []
-        path = save_figure(confusion_figure(matrices, names, dataset=dataset), fig_dir, f"confusion_{slug(dataset)}")
-        return [Figure(path, f"{dataset}: dataset-level confusion matrices, each row normalised to 1 (rows = truth, "
-                             "summed over seeds): where each class's pixels went.")]
 
-    def _grid(self, dataset: str, scores: pd.DataFrame) -> list[Block]:
-        run, fig_dir = self.run, self.fig_dir
-        assert fig_dir is not None
-        seed = int(run.ok(dataset)["seed"].min())
-        methods = [m for m in scores["method"] if prediction_dir(run.run_dir, dataset, m, seed).is_dir()]
-        stale = [m for m in methods if not run.predictions_match(dataset, m, seed)]
-        if stale:
-            self.note(dataset, f"Not in the qualitative grid: {', '.join(stale)}: their saved predictions are from another "
-                               "cell (a later run with other settings overwrote them); rerun with --save-predictions.")
-            methods = [m for m in methods if m not in stale]
-        if not methods:
-            self.note(dataset, "No qualitative grid: no saved predictions (run with --save-predictions).")
-            return []
-        try:
-            data = run.dataset(dataset)
-        except LookupError as exc:
-            self.note(dataset, f"No qualitative grid: the dataset's images cannot be loaded ({exc}).")
-            return []
-        column = run.headline(dataset)[1]
-        by_method = {m: run.per_image_values(dataset, m, column) for m in methods}
-        shown = [m for m in methods if seed in by_method[m].index][:MAX_GRID_METHODS]
-        if not shown:
-            self.note(dataset, f"No qualitative grid: no method has per-image scores for seed {seed}.")
-            return []
-        values = pd.DataFrame({m: by_method[m].loc[seed] for m in shown})
-        rows = []
-        for label, image_id in select_grid_images(values.sort_index(), shown[0]):
-            sample = data.load(image_id)
-            preds: dict[str, np.ndarray | None] = {}
-            dice: dict[str, float] = {}
-            for m in shown:
-                path = run.prediction_path(dataset, m, seed, image_id)
-                preds[m] = np.asarray(Image.open(path)).astype(np.int64) if path.is_file() else None
-                if preds[m] is None:
-                    continue
-                s = scores_from_confusion(confusion_matrix(sample.mask, preds[m], data.num_classes,
-                                                           ignore_index=data.ignore_index, ignore_mask=sample.ignore))
-                dice[m] = float(s["dice"][1]) if data.num_classes == 2 else float(s["mean_dice"])
-                expected = float(values.loc[image_id, m]) if m in values else float("nan")
-                if not np.isclose(dice[m], expected, rtol=1e-6, equal_nan=True):
-                    self.note(dataset, f"The saved prediction of {m} for {image_id} scores {dice[m]:.3f}, not the table's "
-                                       f"{expected:.3f}: the predictions folder may hold an earlier setting's output.")
-            # Pixels outside a field of view (the sample's ignore mask) are drawn as ignored, like ignore_index.
-            truth = sample.mask if sample.ignore is None else np.where(sample.ignore, data.ignore_index, sample.mask)
-            rows.append(GridRow(label, image_id, sample.image, truth, preds, dice))
-        if not rows:
-            self.note(dataset, "No qualitative grid: no per-image scores to choose images by.")
-            return []
-        fig = qualitative_figure(rows, list(data.class_names), ignore_index=data.ignore_index, dataset=dataset)
-        path = save_figure(fig, fig_dir, f"qualitative_{slug(dataset)}", quantize=True)
-        legend = ("overlays: yellow = true lesion; per method green = correct, red = false positive, blue = missed"
-                  .replace("lesion", str(data.class_names[1])) if data.num_classes == 2 else "overlays: predicted classes")
-        more = f" Only the {MAX_GRID_METHODS} best methods are shown." if len(methods) > MAX_GRID_METHODS else ""
-        return [Figure(path, f"{dataset}: best, median and worst test image for {shown[0]} (best dataset-level Dice) and "
-                             f"the image where methods disagree most (seed {seed}); {legend}.{more}")]
+# --------------------------------------------------------------------------------------------------------
+# Sections: each a function of the report (its run data) and a dataset, returning blocks.
 
-    def _overview(self) -> list[Block]:
-        run, fig_dir = self.run, self.fig_dir
-        assert fig_dir is not None
-        if not self.scores:
-            return []
-        labels, long = {}, {}
-        for ds, scores in self.scores.items():
-            labels[ds] = headline_columns(run.summary, ds, prefix="dataset_")[0]
-            if run.has_per_image(ds):
-                column = run.headline(ds)[1]
-                rows = run.per_image[(run.per_image["dataset"] == ds) & run.per_image["method"].isin(scores["method"])]
-                long[ds] = rows.rename(columns={column: "value"})[["method", "value"]].dropna()
-        several = any((s["seeds"] > 1).any() for s in self.scores.values())
-        blocks: list[Block] = [Heading(2, "Overview")]
-        path = save_figure(scores_figure(self.scores, labels), fig_dir, "scores")
-        blocks.append(Figure(path, "Headline Dice and IoU per method with 95% bootstrap intervals over test images"
-                                   + (" (and seeds, where a method has several)" if several else "")
-                                   + ": dataset-level (pooled pixels) and per-image mean."))
-        path = save_figure(accuracy_latency_figure(self.scores, labels), fig_dir, "accuracy_vs_latency")
-        blocks.append(Figure(path, "Dataset-level Dice against median latency per image (log scale), one point per method "
-                                   "(mean over seeds); the dashed line is the Pareto front (no method is both faster and better)."))
-        if any(len(v) for v in long.values()):
-            path = save_figure(per_image_figure({k: v for k, v in long.items() if len(v)}, labels), fig_dir, "per_image_dice")
-            blocks.append(Figure(path, "Per-image Dice: box over test images (every seed), each image a point."))
+
+def scores_section(report: Report, dataset: str) -> list[Block]:
+    """The dataset's introduction and its scores table (headline Dice and IoU with intervals, cost)."""
+    run, scores = report.run, report.scores[dataset]
+    ok = run.ok(dataset)
+    label = run.headline(dataset)[0]
+    return [Para(dataset_intro(ok.iloc[0].to_dict(), several_seeds=bool((scores["seeds"] > 1).any()))
+                 + (work_sizes_sentence(ok) if "work_size" in ok.columns else "")),
+            Heading(3, "Scores"), Table(_scores_display(scores, label))]
+
+
+def paired_section(report: Report, dataset: str) -> list[Block]:
+    """Paired comparisons of every two methods on the same test images."""
+    run, scores = report.run, report.scores[dataset]
+    if len(scores) <= 1:
+        return []
+    if not run.has_per_image(dataset):
+        report.note(dataset, "No paired comparisons: the run folder has no per-image scores (per_image.csv).")
+        return []
+    label = run.headline(dataset)[0]
+    paired = paired_table(run, dataset)
+    return [Heading(3, "Paired comparisons"), Para(paired_intro(label, several_seeds=bool((paired["seeds"] > 1).any()))),
+            Table(_paired_display(paired, label)), Para(paired_sentence(paired, label))]
+
+
+def per_class_section(report: Report, dataset: str) -> list[Block]:
+    """Multi-class datasets: dataset-level IoU per class, and the confusion matrices (with figures)."""
+    run = report.run
+    if len(run.class_names(dataset)) <= 2:
+        return []
+    blocks: list[Block] = [Heading(3, "Per-class IoU (dataset-level)"),
+                           Table(per_class_iou_table(run, dataset).map(lambda v: fmt(v) if not isinstance(v, str) else v))]
+    if report.fig_dir is None:
         return blocks
+    matrices, names = {}, None
+    for method, cells in run.ok(dataset).groupby("method", sort=False):
+        recorded = [run.recorded_confusion(dataset, method, s) for s in cells["seed"]]
+        if all(r is not None for r in recorded):
+            matrices[method] = np.sum([r[0] for r in recorded if r is not None], axis=0)
+            names = recorded[0][1] if recorded[0] else None
+    if not matrices or names is None:
+        report.note(dataset, "No confusion matrices: the cell records under cells/ are missing.")
+        return blocks
+    path = save_figure(confusion_figure(matrices, names, dataset=dataset), report.fig_dir, f"confusion_{slug(dataset)}")
+    return blocks + [Figure(path, f"{dataset}: dataset-level confusion matrices, each row normalised to 1 (rows = truth, "
+                                  "summed over seeds): where each class's pixels went.")]
 
-    def _environment(self) -> list[Block]:
-        env = self.run.environment
-        if not env:
-            return [Heading(2, "Environment and config"), Para("No environment.json in the run folder.")]
-        keys = ["created", "command", "python", "platform", "cpu", "cpu_count", "torch_threads", "gpu", "cuda_version", "git_commit"]
-        facts = pd.DataFrame({"": keys, "value": [" ".join(env[k]) if isinstance(env.get(k), list) else str(env.get(k)) for k in keys]})
-        packages = pd.DataFrame({"package": list(env.get("packages", {})), "version": [str(v) for v in env.get("packages", {}).values()]})
-        return [Heading(2, "Environment and config"),
-                Details("Machine, packages and the run's full config (environment.json)",
-                        [Table(facts), Table(packages), Code(json.dumps(env.get("config", {}), indent=1), "json")])]
+
+def measures_section(report: Report, dataset: str) -> list[Block]:
+    """Boundaries and calibration (``segbench.report.measures``)."""
+    return measures_blocks(report.run, dataset, report.fig_dir)
+
+
+def grid_section(report: Report, dataset: str) -> list[Block]:
+    """The qualitative grid: best, median and worst image of the best method and where methods disagree."""
+    run, fig_dir, scores = report.run, report.fig_dir, report.scores[dataset]
+    if fig_dir is None:
+        return []
+    seed = int(run.ok(dataset)["seed"].min())
+    methods = [m for m in scores["method"] if prediction_dir(run.run_dir, dataset, m, seed).is_dir()]
+    stale = [m for m in methods if not run.predictions_match(dataset, m, seed)]
+    if stale:
+        report.note(dataset, f"Not in the qualitative grid: {', '.join(stale)}: their saved predictions are from another "
+                             "cell (a later run with other settings overwrote them); rerun with --save-predictions.")
+        methods = [m for m in methods if m not in stale]
+    if not methods:
+        report.note(dataset, "No qualitative grid: no saved predictions (run with --save-predictions).")
+        return []
+    try:
+        data = run.dataset(dataset)
+    except LookupError as exc:
+        report.note(dataset, f"No qualitative grid: the dataset's images cannot be loaded ({exc}).")
+        return []
+    column = run.headline(dataset)[1]
+    by_method = {m: run.per_image_values(dataset, m, column) for m in methods}
+    shown = [m for m in methods if seed in by_method[m].index][:MAX_GRID_METHODS]
+    if not shown:
+        report.note(dataset, f"No qualitative grid: no method has per-image scores for seed {seed}.")
+        return []
+    values = pd.DataFrame({m: by_method[m].loc[seed] for m in shown})
+    scored = run.scored_class(dataset)
+    rows = []
+    for label, image_id in select_grid_images(values.sort_index(), shown[0]):
+        sample = data.load(image_id)
+        preds: dict[str, np.ndarray | None] = {}
+        dice: dict[str, float] = {}
+        for m in shown:
+            path = run.prediction_path(dataset, m, seed, image_id)
+            preds[m] = np.asarray(Image.open(path)).astype(np.int64) if path.is_file() else None
+            if preds[m] is None:
+                continue
+            s = scores_from_confusion(confusion_matrix(sample.mask, preds[m], data.num_classes,
+                                                       ignore_index=data.ignore_index, ignore_mask=sample.ignore))
+            dice[m] = float(s["mean_dice"] if scored == MEAN else s["dice"][list(data.class_names).index(scored)])
+            expected = float(values.loc[image_id, m]) if m in values else float("nan")
+            if not np.isclose(dice[m], expected, rtol=1e-6, equal_nan=True):
+                report.note(dataset, f"The saved prediction of {m} for {image_id} scores {dice[m]:.3f}, not the table's "
+                                     f"{expected:.3f}: the predictions folder may hold an earlier setting's output.")
+        # Pixels outside a field of view (the sample's ignore mask) are drawn as ignored, like ignore_index.
+        truth = sample.mask if sample.ignore is None else np.where(sample.ignore, data.ignore_index, sample.mask)
+        rows.append(GridRow(label, image_id, sample.image, truth, preds, dice))
+    if not rows:
+        report.note(dataset, "No qualitative grid: no per-image scores to choose images by.")
+        return []
+    fig = qualitative_figure(rows, list(data.class_names), ignore_index=data.ignore_index, dataset=dataset)
+    path = save_figure(fig, fig_dir, f"qualitative_{slug(dataset)}", quantize=True)
+    legend = (f"overlays: yellow = true {data.class_names[1]}; per method green = correct, red = false positive, "
+              "blue = missed" if data.num_classes == 2 else "overlays: predicted classes")
+    more = f" Only the {MAX_GRID_METHODS} best methods are shown." if len(methods) > MAX_GRID_METHODS else ""
+    return [Figure(path, f"{dataset}: best, median and worst test image for {shown[0]} (best dataset-level Dice) and "
+                         f"the image where methods disagree most (seed {seed}); {legend}.{more}")]
+
+
+def label_efficiency_section(report: Report, dataset: str) -> list[Block]:
+    """Scores against the number of training images (``segbench.report.robustness``)."""
+    return label_efficiency_blocks(report.run, dataset, report.fig_dir)
+
+
+def robustness_section(report: Report, dataset: str) -> list[Block]:
+    """Scores on corrupted test images (``segbench.report.robustness``)."""
+    return robustness_blocks(report.run, dataset, report.fig_dir)
+
+
+Section = Callable[[Report, str], list[Block]]
+#: A dataset's part of the report, in order; add a section here (a function of the report and a dataset).
+DATASET_SECTIONS: list[Section] = [scores_section, paired_section, per_class_section, measures_section, grid_section,
+                                   label_efficiency_section, robustness_section]
+
+
+def overview_section(report: Report) -> list[Block]:
+    """Figures over every dataset: scores with intervals, accuracy against latency, per-image distributions."""
+    run, fig_dir = report.run, report.fig_dir
+    assert fig_dir is not None
+    if not report.scores:
+        return []
+    labels, long = {}, {}
+    for ds in report.scores:
+        labels[ds] = run.headline(ds)[0]
+        if run.has_per_image(ds):
+            column = run.headline(ds)[1]
+            rows = run.per_image[(run.per_image["dataset"] == ds) & run.per_image["method"].isin(report.scores[ds]["method"])]
+            long[ds] = rows.rename(columns={column: "value"})[["method", "value"]].dropna()
+    several = any((s["seeds"] > 1).any() for s in report.scores.values())
+    blocks: list[Block] = [Heading(2, "Overview")]
+    path = save_figure(scores_figure(report.scores, labels), fig_dir, "scores")
+    blocks.append(Figure(path, "Headline Dice and IoU per method with 95% bootstrap intervals over test images"
+                               + (" (and seeds, where a method has several)" if several else "")
+                               + ": dataset-level (pooled pixels) and per-image mean."))
+    path = save_figure(accuracy_latency_figure(report.scores, labels), fig_dir, "accuracy_vs_latency")
+    blocks.append(Figure(path, "Dataset-level Dice against median latency per image (log scale), one point per method "
+                               "(mean over seeds); the dashed line is the Pareto front (no method is both faster and better)."))
+    if any(len(v) for v in long.values()):
+        path = save_figure(per_image_figure({k: v for k, v in long.items() if len(v)}, labels), fig_dir, "per_image_dice")
+        blocks.append(Figure(path, "Per-image Dice: box over test images (every seed), each image a point."))
+    return blocks
+
+
+def environment_section(report: Report) -> list[Block]:
+    """The machine, packages and the run's config (environment.json), folded."""
+    env = report.run.environment
+    if not env:
+        return [Heading(2, "Environment and config"), Para("No environment.json in the run folder.")]
+    keys = ["created", "command", "python", "platform", "cpu", "cpu_count", "torch_threads", "gpu", "cuda_version", "git_commit"]
+    facts = pd.DataFrame({"": keys, "value": [" ".join(env[k]) if isinstance(env.get(k), list) else str(env.get(k)) for k in keys]})
+    packages = pd.DataFrame({"package": list(env.get("packages", {})), "version": [str(v) for v in env.get("packages", {}).values()]})
+    return [Heading(2, "Environment and config"),
+            Details("Machine, packages and the run's full config (environment.json)",
+                    [Table(facts), Table(packages), Code(json.dumps(env.get("config", {}), indent=1), "json")])]
 
 
 def write_report(
@@ -299,7 +344,7 @@ def write_report(
     run = RunData.load(run_dir)
     out = Path(out_dir) if out_dir is not None else run.run_dir
     out.mkdir(parents=True, exist_ok=True)
-    blocks = _Report(run, out / "figures" if figures else None).blocks()
+    blocks = Report(run, out / "figures" if figures else None).blocks()
     text = to_markdown(blocks, out)
     if "md" in formats:
         (out / "report.md").write_text(text)

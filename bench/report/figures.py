@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from segbench.measure.schema import CLEAN
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -26,6 +28,8 @@ __all__ = [
     "GridRow",
     "accuracy_latency_figure",
     "confusion_figure",
+    "degradation_figure",
+    "label_efficiency_figure",
     "pareto_front",
     "per_image_figure",
     "qualitative_figure",
@@ -454,4 +458,78 @@ def reliability_figure(curves: Mapping[str, pd.DataFrame], *, dataset: str) -> F
         top.legend(fontsize="small", loc="upper left")
     bottom.set(xlabel="mean top-class confidence per bin", ylabel="share of pixels", yscale="log")
     fig.tight_layout()
+    return fig
+
+
+def label_efficiency_figure(tables: Mapping[str, pd.DataFrame], labels: Mapping[str, str]) -> Figure:
+    """Score against the number of training images (log axis) per method, 95% intervals, one panel per dataset.
+
+    Deep methods are solid lines, classical ones dashed; a method run at one fraction only (it does not
+    train on the subsets) is a dotted horizontal line with its interval as a band.
+
+    Args:
+        tables: Per dataset, ``label_efficiency_table``.
+        labels: Per dataset, the headline label (``"lesion"``).
+    """
+    _, sns = _pyplot()
+    from matplotlib.ticker import FuncFormatter, NullFormatter  # with pyplot: matplotlib is imported late
+
+    methods = sorted({m for t in tables.values() for m in t["method"]})
+    palette = dict(zip(methods, sns.color_palette("tab10" if len(methods) <= 10 else "tab20", len(methods))))
+    fig, axes = _panels(len(tables), 4.8, 3.6)
+    for ax, (ds, table) in zip(axes, tables.items()):
+        x_range = (table["n_train"].min(), table["n_train"].max())
+        for method, rows in table.groupby("method", sort=True):
+            colour, family = palette[method], rows["family"].iloc[0]
+            if len(rows) == 1:
+                r = rows.iloc[0]
+                ax.plot(x_range, [r["score"]] * 2, ls=":", color=colour, label=f"{method} ({family}, no subsets)")
+                if not np.isnan(r["score_low"]):
+                    ax.fill_between(x_range, r["score_low"], r["score_high"], color=colour, alpha=0.12, lw=0)
+                continue
+            err = np.nan_to_num(np.vstack([rows["score"] - rows["score_low"], rows["score_high"] - rows["score"]]))
+            ax.errorbar(rows["n_train"], rows["score"], yerr=err, fmt="o-" if family == "deep" else "s--", ms=4,
+                        capsize=3, color=colour, label=f"{method} ({family})")
+        ax.set_xscale("log")
+        ticks = sorted(table["n_train"].unique())
+        ax.set_xticks(ticks)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set(title=ds, xlabel="training images (log scale)", ylabel=f"Dice {labels[ds]} (per-image mean, 95% CI)")
+        ax.legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def degradation_figure(table: pd.DataFrame, *, label: str, dataset: str) -> Figure:
+    """Score against severity per method (0 = clean), one panel per corruption, 95% intervals.
+
+    Args:
+        table: ``robustness_table`` of one dataset.
+        label: The headline label (``"lesion"``).
+        dataset: Name shown in the titles.
+    """
+    _, sns = _pyplot()
+    methods = sorted(table["method"].unique())
+    palette = dict(zip(methods, sns.color_palette("tab10" if len(methods) <= 10 else "tab20", len(methods))))
+    corruptions = [c for c in dict.fromkeys(table["corruption"]) if c != CLEAN]
+    fig, axes = _panels(len(corruptions), 3.6, 3.0)
+    clean = table[table["corruption"] == CLEAN]
+    for ax, corruption in zip(axes, corruptions):
+        for method in methods:
+            rows = pd.concat([clean[clean["method"] == method],
+                              table[(table["method"] == method) & (table["corruption"] == corruption)]]).sort_values("severity")
+            if rows.empty:
+                continue
+            family = rows["family"].iloc[0]
+            err = np.nan_to_num(np.vstack([rows["score"] - rows["score_low"], rows["score_high"] - rows["score"]]))
+            ax.errorbar(rows["severity"], rows["score"], yerr=err, fmt="o-" if family == "deep" else "s--", ms=4,
+                        capsize=2, color=palette[method], label=f"{method} ({family})")
+        ax.set_xticks(sorted(table["severity"].unique()))
+        ax.set(title=f"{dataset}: {corruption}", xlabel="severity (0 = clean)", ylabel=f"Dice {label} (per-image mean)")
+    if axes:
+        handles, names = axes[0].get_legend_handles_labels()
+        fig.legend(handles, names, loc="lower center", ncol=min(4, len(names)), fontsize=7, frameon=False)
+        rows_of_legend = -(-len(names) // 4)
+        fig.tight_layout(rect=(0, (0.1 + 0.18 * rows_of_legend) / fig.get_figheight(), 1, 1))
     return fig

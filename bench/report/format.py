@@ -19,11 +19,15 @@ def fmt(value: object, digits: int = 3) -> str:
     return str(value)
 
 
-def fmt_ci(estimate: float, low: float, high: float) -> str:
-    """``estimate [low, high]``, or the estimate alone when the interval is undefined."""
+def fmt_ci(estimate: float, low: float, high: float, *, digits: int = 3, signed: bool = False) -> str:
+    """The report's one interval format: ``0.812 [0.800, 0.825]`` (``signed``: ``+0.012 [+0.004, +0.020]``
+    for differences); the estimate alone when the interval is undefined, an en dash without an estimate."""
+    def one(value: float) -> str:
+        return fmt(float(value), digits) if not signed or math.isnan(value) else f"{value:+.{digits}f}"
+
     if math.isnan(low) or math.isnan(high):
-        return fmt(estimate)
-    return f"{fmt(estimate)} [{fmt(low)}, {fmt(high)}]"
+        return one(estimate)
+    return f"{one(estimate)} [{one(low)}, {one(high)}]"
 
 
 def fmt_p(p: float) -> str:

@@ -14,9 +14,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from segbench.measure.boundary import BOUNDARY_KEYS, DEFAULT_TOLERANCE
+from segbench.measure.boundary import DEFAULT_TOLERANCE
+from segbench.measure.schema import (
+    MEAN,
+    METRICS,
+    cell_column,
+    class_names_from_columns,
+    headline_label,
+    image_column,
+    metric,
+    metric_names_in,
+    summary_metric_keys,
+)
 from segbench.report.figures import reliability_figure, save_figure
-from segbench.report.format import fmt
+from segbench.report.format import fmt, fmt_ci
 from segbench.report.stats import paired_seeds_test
 from segbench.report.render import Figure, Heading, Para, Table
 from segbench.report.rundata import scored_class
@@ -24,52 +35,54 @@ from segbench.run.records import slug
 
 __all__ = ["measures_blocks", "measures_table", "reliability_table", "stage_effects_table"]
 
-_LABELS = {"bf1": "BF1", "hd95": "HD95 px", "assd": "ASSD px", "cldice": "clDice", "ece": "ECE", "brier": "Brier"}
-
-
-def _classes(summary: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
-    prefix = "per_image_bf1_"
-    return [c[len(prefix):] for c in summary.columns if c.startswith(prefix) and rows[c].notna().any()]
+def _classes(summary: pd.DataFrame, rows: pd.DataFrame, keys: list[str]) -> list[str]:
+    """Class names from the first per-image label-map metric's columns that ``rows`` fill."""
+    return class_names_from_columns(rows.reindex(columns=summary.columns), name=keys[0], aggregation="per_image") if keys else []
 
 
 def measures_table(summary: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, str]:
-    """One row per method (means over seeds): boundary scores, clDice, ECE and Brier.
+    """One row per method (means over seeds): every per-image label-map metric of ``segbench.measure.schema``
+    (boundary scores, clDice when run) and the pooled pixel ones (ECE, Brier).
 
     The class the headline scores (``rundata.scored_class``: a binary dataset's lesion, ISBI's membrane), else
     the mean over the classes where a score is defined (NaN left out).
 
     Returns:
-        ``(table, label)``: columns ``method, family, bf1, hd95, assd, cldice, ece, brier`` (empty when the run
-        has no such columns), best BF1 first; ``label`` names the class or ``"mean over classes"``.
+        ``(table, label)``: columns ``method, family``, then the metrics' names (``bf1, hd95, assd, [cldice],
+        ece, brier``; empty when the run has no such columns), best first by the first metric; ``label`` names
+        the class or ``"mean over classes"``.
     """
     ok = summary[(summary["dataset"] == dataset) & (summary["status"] == "ok")] if len(summary) else summary
-    keys = [k for k in BOUNDARY_KEYS if any(c.startswith(f"per_image_{k}_") for c in summary.columns)]  # cldice: opt-in
-    columns = ["method", "family", *keys, "ece", "brier"]
-    classes = _classes(summary, ok) if len(ok) else []
+    specs = summary_metric_keys(summary)
+    keys = [k for k, m in specs.items() if m.source == "labels"]
+    pixels = [k for k, m in specs.items() if m.source == "pixels"]
+    columns = ["method", "family", *keys, *pixels]
+    classes = _classes(summary, ok, keys) if len(ok) else []
     if not classes or "ece" not in ok:
         return pd.DataFrame(columns=columns), ""
     scored = scored_class(summary, dataset)
-    label = scored if scored != "mean" else "mean over classes"
     rows = []
     for method, cells in ok.groupby("method", sort=False):
         row: dict[str, Any] = {"method": method, "family": cells["family"].iloc[0]}
         for key in keys:
-            if scored != "mean":
-                row[key] = float(cells[f"per_image_{key}_{scored}"].mean())
+            if scored != MEAN:
+                row[key] = float(cells[cell_column(key, scored, aggregation="per_image")].mean())
             else:
-                per_class = cells[[f"per_image_{key}_{c}" for c in classes]].to_numpy(float)
+                per_class = cells[[cell_column(key, c, aggregation="per_image") for c in classes]].to_numpy(float)
                 row[key] = float(np.nanmean(per_class)) if np.isfinite(per_class).any() else float("nan")
-        row["ece"], row["brier"] = float(cells["ece"].mean()), float(cells["brier"].mean())
+        for key in pixels:
+            row[key] = float(cells[key].mean())
         rows.append(row)
-    table = pd.DataFrame(rows, columns=columns).sort_values("bf1", ascending=False, kind="stable")
-    return table.reset_index(drop=True), label
+    first = specs[keys[0]]
+    table = pd.DataFrame(rows, columns=columns).sort_values(keys[0], ascending=not first.higher_is_better, kind="stable")
+    return table.reset_index(drop=True), headline_label(scored)
 
 
 def _per_image(per_image: pd.DataFrame, method: str, key: str, classes: list[str], scored: str) -> pd.DataFrame:
     """``(seeds x images)`` per-image values of a score: the scored class, else (``mean``) the mean over the
     classes where it is defined."""
     rows = per_image[per_image["method"] == method]
-    columns = [f"{key}_{c}" for c in ([scored] if scored != "mean" else classes)]
+    columns = [image_column(key, c) for c in ([scored] if scored != MEAN else classes)]
     values = rows[columns].mean(axis=1, skipna=True)  # NaN only where no class is defined
     return rows.assign(value=values).pivot_table(index="seed", columns="image_id", values="value", dropna=False)
 
@@ -78,27 +91,31 @@ def stage_effects_table(summary: pd.DataFrame, per_image: pd.DataFrame, dataset:
     """What each stage changes: every pipeline whose spec without its last stage also ran (``slic`` ->
     ``slic+crf``), compared with it on the same test images.
 
-    Dice, BF1, HD95 and clDice (with ``--cldice``) of the foreground class, or their means over classes, are
-    paired per (seed, image) as the report's paired comparisons are: the mean difference (after - before) with
+    Dice and the per-image metrics marked ``stage_effect`` in ``segbench.measure.schema`` (BF1, HD95, clDice
+    with ``--cldice``) of the scored class, or their means over classes, are paired per (seed, image) as the
+    report's paired comparisons are: the mean difference (after - before) with
     its 95% interval from the two-level seeds x images bootstrap (``stats.paired_seeds_test``); ECE before and
     after (per cell over all test pixels, mean over seeds and folds). Empty without such pairs or without
     boundary columns.
     """
-    columns = ["pipeline", "before", "d_dice", "d_bf1", "d_hd95", "d_cldice", "ece_before", "ece_after", "images"]
+    compared = [m.name for m in METRICS.values() if m.stage_effect]  # dice, bf1, hd95, cldice
+    columns = ["pipeline", "before", *[f"d_{k}" for k in compared], "ece_before", "ece_after", "images"]
     ok = summary[(summary["dataset"] == dataset) & (summary["status"] == "ok")] if len(summary) else summary
     rows_here = per_image[per_image["dataset"] == dataset] if "dataset" in per_image.columns else per_image
-    classes = _classes(summary, ok) if len(ok) else []
+    label_keys = [k for k, m in summary_metric_keys(summary).items() if m.source == "labels"]
+    classes = _classes(summary, ok, label_keys) if len(ok) else []
     if not classes or rows_here.empty or "ece" not in ok:
         return pd.DataFrame(columns=columns)
     methods = list(dict.fromkeys(ok["method"]))
     ece = ok.groupby("method")["ece"].mean()
-    keys = [k for k in ("dice", "bf1", "hd95", "cldice") if any(c.startswith(f"{k}_") for c in rows_here.columns)]
+    present = metric_names_in(rows_here, source="labels") + metric_names_in(rows_here, source="confusion")
+    keys = [k for k in compared if k in present]
     out = []
     for after in methods:
         before = after.rsplit("+", 1)[0]
         if "+" not in after or before not in methods:
             continue
-        row: dict[str, Any] = {"pipeline": after, "before": before, **dict.fromkeys(columns[2:6])}
+        row: dict[str, Any] = {"pipeline": after, "before": before, **dict.fromkeys(f"d_{k}" for k in compared)}
         for key in keys:  # clDice only with --cldice; a missing score stays None
             scored = scored_class(summary, dataset)
             a, b = _per_image(rows_here, after, key, classes, scored), _per_image(rows_here, before, key, classes, scored)
@@ -111,26 +128,16 @@ def stage_effects_table(summary: pd.DataFrame, per_image: pd.DataFrame, dataset:
     return pd.DataFrame(out, columns=columns)
 
 
-def _signed_ci(interval: Any, digits: int) -> str:
-    """``+0.012 [+0.004, +0.020]`` (the estimate alone when the interval is undefined; – when missing)."""
-    if interval is None or np.isnan(interval.estimate):
-        return "–"
-    text = f"{interval.estimate:+.{digits}f}"
-    if np.isnan(interval.low) or np.isnan(interval.high):
-        return text
-    return f"{text} [{interval.low:+.{digits}f}, {interval.high:+.{digits}f}]"
-
-
 def _stage_effects_display(table: pd.DataFrame, label: str) -> pd.DataFrame:
-    return pd.DataFrame({
-        "pipeline": table["pipeline"], "vs": table["before"], "images": table["images"],
-        f"Δ Dice {label} [95% CI]": [_signed_ci(v, 3) for v in table["d_dice"]],
-        f"Δ BF1 {label} [95% CI]": [_signed_ci(v, 3) for v in table["d_bf1"]],
-        "Δ HD95 px [95% CI]": [_signed_ci(v, 1) for v in table["d_hd95"]],
-        **({f"Δ clDice {label} [95% CI]": [_signed_ci(v, 3) for v in table["d_cldice"]]}
-           if table["d_cldice"].notna().any() else {}),
-        "ECE before → after": [f"{fmt(b)} → {fmt(a)}" for b, a in zip(table["ece_before"], table["ece_after"])],
-    })
+    out = {"pipeline": table["pipeline"], "vs": table["before"], "images": table["images"]}
+    for column in [c for c in table.columns if c.startswith("d_")]:
+        spec = metric(column.removeprefix("d_"))
+        if spec.opt_in and not table[column].notna().any():
+            continue  # an opt-in metric the run did not score (clDice without --cldice)
+        out[f"Δ {spec.heading_of(label)} [95% CI]"] = [
+            "–" if v is None else fmt_ci(v.estimate, v.low, v.high, digits=spec.digits, signed=True) for v in table[column]]
+    out["ECE before → after"] = [f"{fmt(b)} → {fmt(a)}" for b, a in zip(table["ece_before"], table["ece_after"])]
+    return pd.DataFrame(out)
 
 
 def reliability_table(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -163,7 +170,8 @@ def measures_blocks(run: Any, dataset: str, fig_dir: Path | None) -> list[Any]:
               "and clDice; a class missing from exactly one of truth and prediction scores BF1 = clDice = 0 and "
               "HD95 = ASSD = the image diagonal. ECE (15 bins) and the multi-class Brier score pool every test "
               "pixel. Definitions: docs/metrics.md."),
-        Table(table.rename(columns=_LABELS).map(lambda v: v if isinstance(v, str) else fmt(v))),
+        Table(table.rename(columns={k: metric(k).heading for k in table.columns[2:]})
+              .map(lambda v: v if isinstance(v, str) else fmt(v))),
     ]
     effects = stage_effects_table(run.summary, run.per_image, dataset)
     if not effects.empty:

@@ -13,19 +13,19 @@ The main comparison (scores, paired tests) is on clean images with the whole tra
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from segbench.report.figures import _panels, _pyplot, save_figure
-from segbench.run.records import slug
+from segbench.measure.schema import CLEAN
+from segbench.report.figures import degradation_figure, label_efficiency_figure, save_figure
+from segbench.report.format import fmt, fmt_ci
+from segbench.report.render import Block, Figure, Heading, Para, Table
 from segbench.report.stats import bootstrap_ci, weighted_nanmean
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from segbench.run.records import slug
 
 __all__ = [
     "CLEAN",
@@ -33,16 +33,13 @@ __all__ = [
     "label_efficiency_table",
     "crossover",
     "label_efficiency_sentence",
-    "label_efficiency_figure",
+    "label_efficiency_blocks",
     "robustness_table",
     "robustness_ratios",
     "robustness_display",
-    "degradation_figure",
-    "report_sections",
+    "robustness_blocks",
 ]
 
-#: The ``corruption`` value of clean test images (severity 0).
-CLEAN = "none"
 _DEEP, _CLASSICAL = "deep", "classical"
 
 
@@ -150,14 +147,9 @@ def crossover(table: pd.DataFrame) -> dict[str, Any] | None:
     return {"outcome": "always" if k == 0 else "overtakes", "fraction": f, "n_train": d["n_train"], "deep": d, "classical": c}
 
 
-def _ci_text(estimate: float, low: float, high: float) -> str:
-    """``0.812 [0.800, 0.825]``; the estimate alone without an interval, ``–`` without an estimate."""
-    return "–" if np.isnan(estimate) else f"{estimate:.3f}" if np.isnan(low) else f"{estimate:.3f} [{low:.3f}, {high:.3f}]"
-
-
 def _ci_column(table: pd.DataFrame, name: str) -> list[str]:
-    """``_ci_text`` of columns ``name``, ``name_low``, ``name_high``, row by row."""
-    return [_ci_text(*r) for r in table[[name, f"{name}_low", f"{name}_high"]].to_numpy(float)]
+    """``fmt_ci`` of columns ``name``, ``name_low``, ``name_high``, row by row."""
+    return [fmt_ci(*r) for r in table[[name, f"{name}_low", f"{name}_high"]].to_numpy(float)]
 
 
 def label_efficiency_sentence(table: pd.DataFrame, *, label: str) -> str:
@@ -168,7 +160,7 @@ def label_efficiency_sentence(table: pd.DataFrame, *, label: str) -> str:
     if found is None:
         return "No label-efficiency comparison: this dataset lacks a finished deep or a finished classical method."
     d, c = found["deep"], found["classical"]
-    d_text, c_text = (_ci_text(r["score"], r["score_low"], r["score_high"]) for r in (d, c))
+    d_text, c_text = (fmt_ci(r["score"], r["score_low"], r["score_high"]) for r in (d, c))
     pair = f"{d['method']} {d_text} against {c['method']} {c_text} (per-image mean Dice {label}"
     if np.isnan([d["score_low"], c["score_low"]]).any():
         pair += ", no intervals)"
@@ -184,46 +176,6 @@ def label_efficiency_sentence(table: pd.DataFrame, *, label: str) -> str:
         return f"The best deep method is ahead of the best classical one at every fraction run, already at {where}: {pair}."
     return (f"The best deep method overtakes the best classical one at {where} and stays ahead at every larger "
             f"fraction: {pair}.")
-
-
-def label_efficiency_figure(tables: Mapping[str, pd.DataFrame], labels: Mapping[str, str]) -> Figure:
-    """Score against the number of training images (log axis) per method, 95% intervals, one panel per dataset.
-
-    Deep methods are solid lines, classical ones dashed; a method run at one fraction only (it does not
-    train on the subsets) is a dotted horizontal line with its interval as a band.
-
-    Args:
-        tables: Per dataset, ``label_efficiency_table``.
-        labels: Per dataset, the headline label (``"lesion"``).
-    """
-    _, sns = _pyplot()
-    from matplotlib.ticker import FuncFormatter, NullFormatter  # with pyplot: matplotlib is imported late
-
-    methods = sorted({m for t in tables.values() for m in t["method"]})
-    palette = dict(zip(methods, sns.color_palette("tab10" if len(methods) <= 10 else "tab20", len(methods))))
-    fig, axes = _panels(len(tables), 4.8, 3.6)
-    for ax, (ds, table) in zip(axes, tables.items()):
-        x_range = (table["n_train"].min(), table["n_train"].max())
-        for method, rows in table.groupby("method", sort=True):
-            colour, family = palette[method], rows["family"].iloc[0]
-            if len(rows) == 1:
-                r = rows.iloc[0]
-                ax.plot(x_range, [r["score"]] * 2, ls=":", color=colour, label=f"{method} ({family}, no subsets)")
-                if not np.isnan(r["score_low"]):
-                    ax.fill_between(x_range, r["score_low"], r["score_high"], color=colour, alpha=0.12, lw=0)
-                continue
-            err = np.nan_to_num(np.vstack([rows["score"] - rows["score_low"], rows["score_high"] - rows["score"]]))
-            ax.errorbar(rows["n_train"], rows["score"], yerr=err, fmt="o-" if family == _DEEP else "s--", ms=4,
-                        capsize=3, color=colour, label=f"{method} ({family})")
-        ax.set_xscale("log")
-        ticks = sorted(table["n_train"].unique())
-        ax.set_xticks(ticks)
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set(title=ds, xlabel="training images (log scale)", ylabel=f"Dice {labels[ds]} (per-image mean, 95% CI)")
-        ax.legend(fontsize=6, loc="best")
-    fig.tight_layout()
-    return fig
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -323,98 +275,65 @@ def robustness_display(table: pd.DataFrame, ratios: pd.DataFrame) -> pd.DataFram
     out = wide.reset_index()
     out.insert(2, "clean", out["method"].map(clean))
     out["corrupted/clean"] = [ratio.get((m, c), np.nan) for m, c in zip(out["method"], out["corruption"])]
-    return out.map(lambda v: f"{v:.3f}" if isinstance(v, float) and not np.isnan(v) else ("–" if isinstance(v, float) else v))
-
-
-def degradation_figure(table: pd.DataFrame, *, label: str, dataset: str) -> Figure:
-    """Score against severity per method (0 = clean), one panel per corruption, 95% intervals.
-
-    Args:
-        table: ``robustness_table`` of one dataset.
-        label: The headline label (``"lesion"``).
-        dataset: Name shown in the titles.
-    """
-    _, sns = _pyplot()
-    methods = sorted(table["method"].unique())
-    palette = dict(zip(methods, sns.color_palette("tab10" if len(methods) <= 10 else "tab20", len(methods))))
-    corruptions = [c for c in dict.fromkeys(table["corruption"]) if c != CLEAN]
-    fig, axes = _panels(len(corruptions), 3.6, 3.0)
-    clean = table[table["corruption"] == CLEAN]
-    for ax, corruption in zip(axes, corruptions):
-        for method in methods:
-            rows = pd.concat([clean[clean["method"] == method],
-                              table[(table["method"] == method) & (table["corruption"] == corruption)]]).sort_values("severity")
-            if rows.empty:
-                continue
-            family = rows["family"].iloc[0]
-            err = np.nan_to_num(np.vstack([rows["score"] - rows["score_low"], rows["score_high"] - rows["score"]]))
-            ax.errorbar(rows["severity"], rows["score"], yerr=err, fmt="o-" if family == _DEEP else "s--", ms=4,
-                        capsize=2, color=palette[method], label=f"{method} ({family})")
-        ax.set_xticks(sorted(table["severity"].unique()))
-        ax.set(title=f"{dataset}: {corruption}", xlabel="severity (0 = clean)", ylabel=f"Dice {label} (per-image mean)")
-    if axes:
-        handles, names = axes[0].get_legend_handles_labels()
-        fig.legend(handles, names, loc="lower center", ncol=min(4, len(names)), fontsize=7, frameon=False)
-        rows_of_legend = -(-len(names) // 4)
-        fig.tight_layout(rect=(0, (0.1 + 0.18 * rows_of_legend) / fig.get_figheight(), 1, 1))
-    return fig
+    return out.map(lambda v: fmt(v) if isinstance(v, float) else v)
 
 
 # --------------------------------------------------------------------------------------------------------
 # Report sections
 
 
+def label_efficiency_blocks(run: Any, dataset: str, fig_dir: Path | None) -> list[Block]:
+    """The label-efficiency section of a dataset of a ``RunData``: only when it ran several training fractions.
 
-
-def report_sections(summary: pd.DataFrame, per_image: pd.DataFrame, *, dataset: str, column: str, label: str,
-                    fig_dir: Path | None) -> list[tuple[Any, ...]]:
-    """The label-efficiency and robustness parts of a dataset's report section, as plain blocks.
-
-    Each block is ``("heading", level, text)``, ``("para", text)``, ``("table", formatted DataFrame)`` or
-    ``("figure", png path, caption)``; a part appears only when the run has its axis (more than one
-    training fraction; a corrupted test set).
-
-    Args:
-        summary, per_image: The run's whole tables (every fraction and corruption, not ``main_rows``).
-        dataset: The dataset.
-        column: Per-image headline score column (``dice_lesion``).
-        label: The headline label (``lesion``).
-        fig_dir: Where to save figures; None leaves them out.
+    Uses the run's whole tables (``all_summary``, ``all_per_image``: every fraction and corruption) and the
+    per-image headline score; the figure goes to ``fig_dir`` (None leaves it out).
     """
-    blocks: list[tuple[Any, ...]] = []
-    if "train_fraction" in summary.columns and summary.loc[summary["dataset"] == dataset, "train_fraction"].nunique() > 1:
-        table = label_efficiency_table(summary, per_image, dataset=dataset, column=column)
-        blocks += [("heading", 3, "Label efficiency"),
-                   ("para", "Each method trained on nested seeded subsets of the training part (val and test unchanged), "
-                            f"scored on the clean test images: per-image mean Dice {label} with 95% bootstrap intervals."),
-                   ("para", label_efficiency_sentence(table, label=label))]
-        display = pd.DataFrame({"method": table["method"], "family": table["family"],
-                                "fraction": table["train_fraction"].map(lambda f: f"{f:.0%}"),
-                                "training images": table["n_train"].map(lambda n: f"{n:.0f}"),
-                                f"Dice {label} [95% CI]": _ci_column(table, "score")})
-        blocks.append(("table", display))
-        if fig_dir is not None:
-            figure = label_efficiency_figure({dataset: table}, {dataset: label})
-            path = save_figure(figure, fig_dir, f"label_efficiency_{slug(dataset)}")
-            blocks.append(("figure", path, f"{dataset}: per-image mean Dice {label} against the number of training images "
-                                           "(log scale), 95% intervals; deep solid, classical dashed, dotted: run once."))
-    if "corruption" in summary.columns and (summary.loc[summary["dataset"] == dataset, "corruption"].astype(str) != CLEAN).any():
-        table = robustness_table(summary, per_image, dataset=dataset, column=column)
-        ratios = robustness_ratios(summary, per_image, dataset=dataset, column=column)
-        overall = ratios[ratios["corruption"] == "all"]
-        ratio_display = pd.DataFrame({"": overall["level"], "name": overall["name"],
-                                      "clean": overall["clean"].map(lambda v: f"{v:.3f}"),
-                                      "corrupted (mean)": overall["corrupted"].map(lambda v: f"{v:.3f}"),
-                                      "corrupted/clean [95% CI]": _ci_column(overall, "ratio")})
-        blocks += [("heading", 3, "Robustness"),
-                   ("para", "Methods trained once on clean data, scored on the clean test images (severity 0) and on "
-                            f"corrupted copies (docs/robustness.md): per-image mean Dice {label}. The corrupted/clean ratio "
-                            "is the mean over corrupted settings of score / clean score; a family's is the mean of its methods'."),
-                   ("table", robustness_display(table, ratios)),
-                   ("table", ratio_display)]
-        if fig_dir is not None:
-            figure = degradation_figure(table, label=label, dataset=dataset)
-            path = save_figure(figure, fig_dir, f"degradation_{slug(dataset)}")
-            blocks.append(("figure", path, f"{dataset}: per-image mean Dice {label} against corruption severity (0 = clean), "
-                                           "one panel per corruption, 95% intervals."))
+    summary, per_image = run.all_summary, run.all_per_image
+    if "train_fraction" not in summary.columns or summary.loc[summary["dataset"] == dataset, "train_fraction"].nunique() <= 1:
+        return []
+    label, column, _ = run.headline(dataset)
+    table = label_efficiency_table(summary, per_image, dataset=dataset, column=column)
+    display = pd.DataFrame({"method": table["method"], "family": table["family"],
+                            "fraction": table["train_fraction"].map(lambda f: f"{f:.0%}"),
+                            "training images": table["n_train"].map(lambda n: f"{n:.0f}"),
+                            f"Dice {label} [95% CI]": _ci_column(table, "score")})
+    blocks: list[Block] = [
+        Heading(3, "Label efficiency"),
+        Para("Each method trained on nested seeded subsets of the training part (val and test unchanged), "
+             f"scored on the clean test images: per-image mean Dice {label} with 95% bootstrap intervals."),
+        Para(label_efficiency_sentence(table, label=label)),
+        Table(display)]
+    if fig_dir is not None:
+        path = save_figure(label_efficiency_figure({dataset: table}, {dataset: label}), fig_dir,
+                           f"label_efficiency_{slug(dataset)}")
+        blocks.append(Figure(path, f"{dataset}: per-image mean Dice {label} against the number of training images "
+                                   "(log scale), 95% intervals; deep solid, classical dashed, dotted: run once."))
+    return blocks
+
+
+def robustness_blocks(run: Any, dataset: str, fig_dir: Path | None) -> list[Block]:
+    """The robustness section of a dataset of a ``RunData``: only when it scored corrupted test images."""
+    summary, per_image = run.all_summary, run.all_per_image
+    if "corruption" not in summary.columns or not (summary.loc[summary["dataset"] == dataset, "corruption"].astype(str)
+                                                   != CLEAN).any():
+        return []
+    label, column, _ = run.headline(dataset)
+    table = robustness_table(summary, per_image, dataset=dataset, column=column)
+    ratios = robustness_ratios(summary, per_image, dataset=dataset, column=column)
+    overall = ratios[ratios["corruption"] == "all"]
+    ratio_display = pd.DataFrame({"": overall["level"], "name": overall["name"],
+                                  "clean": overall["clean"].map(fmt),
+                                  "corrupted (mean)": overall["corrupted"].map(fmt),
+                                  "corrupted/clean [95% CI]": _ci_column(overall, "ratio")})
+    blocks: list[Block] = [
+        Heading(3, "Robustness"),
+        Para("Methods trained once on clean data, scored on the clean test images (severity 0) and on "
+             f"corrupted copies (docs/robustness.md): per-image mean Dice {label}. The corrupted/clean ratio "
+             "is the mean over corrupted settings of score / clean score; a family's is the mean of its methods'."),
+        Table(robustness_display(table, ratios)),
+        Table(ratio_display)]
+    if fig_dir is not None:
+        path = save_figure(degradation_figure(table, label=label, dataset=dataset), fig_dir, f"degradation_{slug(dataset)}")
+        blocks.append(Figure(path, f"{dataset}: per-image mean Dice {label} against corruption severity (0 = clean), "
+                                   "one panel per corruption, 95% intervals."))
     return blocks

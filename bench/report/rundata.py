@@ -29,7 +29,16 @@ from PIL import Image
 
 from segbench.datasets import DATASETS, build_dataset
 from segbench.datasets.base import dataset_entries
-from segbench.measure.metrics import confusion_matrix, flatten_scores, scores_from_confusion
+from segbench.measure.metrics import confusion_matrix, scores_from_confusion
+from segbench.measure.schema import (
+    MEAN,
+    class_names_from_columns,
+    confusion_columns,
+    default_scored_class,
+    headline_column,
+    headline_label,
+    parse_column,
+)
 from segbench.report.robustness import main_rows
 from segbench.run.records import PREDICTIONS_CELL_FILE, load_tables, prediction_dir, prediction_path
 
@@ -40,10 +49,10 @@ Key = tuple[str, str, int]
 
 
 def scored_class(summary: pd.DataFrame, dataset: str) -> str:
-    """The class a dataset's headline scores, or ``"mean"`` (the mean over classes).
+    """The class a dataset's headline scores, or ``"mean"`` (``schema.MEAN``: the mean over classes).
 
     The run's ``scored_class`` column (every cell writes it); in older run folders, the dataset kind's
-    declaration (ISBI 2012: membrane), else the second class of a binary dataset (lesion, person...).
+    declaration (ISBI 2012: membrane), else the schema's default rule on the classes of the columns.
     """
     rows = summary[summary["dataset"] == dataset]
     recorded = rows["scored_class"].dropna() if "scored_class" in rows else pd.Series(dtype=object)
@@ -51,28 +60,33 @@ def scored_class(summary: pd.DataFrame, dataset: str) -> str:
         return str(recorded.iloc[0])
     if dataset in DATASETS.names() and DATASETS.get(dataset).scored_class:
         return str(DATASETS.get(dataset).scored_class)
-    classes = [c[len("dataset_iou_"):] for c in summary.columns if c.startswith("dataset_iou_") and rows[c].notna().any()]
-    return classes[1] if len(classes) == 2 else "mean"
+    return default_scored_class(class_names_from_columns(summary, dataset))
 
 
-def headline_columns(summary: pd.DataFrame, dataset: str, *, prefix: str) -> tuple[str, str, str]:
+def headline_columns(summary: pd.DataFrame, dataset: str, *, aggregation: str | None = "dataset") -> tuple[str, str, str]:
     """The score columns to lead with for a dataset: ``(label, dice column, iou column)``.
 
     The class ``scored_class`` names; for ``mean``, the mean over classes, whose label says how many of the
     dataset's classes it averages when some class's score is undefined (no pixel in truth or prediction) in
     every cell, so a mean over fewer classes is never passed off as one over all.
+
+    Args:
+        summary: summary.csv.
+        dataset: The dataset.
+        aggregation: ``dataset``, ``per_image`` (summary.csv's columns) or None (per_image.csv's).
     """
     scored = scored_class(summary, dataset)
-    if scored != "mean":
-        return scored, f"{prefix}dice_{scored}", f"{prefix}iou_{scored}"
+    columns = headline_column("dice", scored, aggregation=aggregation), headline_column("iou", scored, aggregation=aggregation)
+    if scored != MEAN:
+        return (headline_label(scored), *columns)
+    defined = class_names_from_columns(summary, dataset, name="iou", aggregation=aggregation or "dataset")
     rows = summary[summary["dataset"] == dataset]
-    defined = [c for c in summary.columns if c.startswith(f"{prefix}iou_") and rows[c].notna().any()]
     matrices = rows["confusion"].dropna() if "confusion" in rows else pd.Series(dtype=object)
     total = len(json.loads(matrices.iloc[0])) if len(matrices) and str(matrices.iloc[0]).startswith("[") else None
-    label = "mean over classes"
+    label = headline_label(MEAN)
     if total is not None and len(defined) < total:
         label = f"mean over {len(defined)} of {total} classes (the others undefined: no pixel in truth or prediction)"
-    return label, f"{prefix}mean_dice", f"{prefix}mean_iou"
+    return (label, *columns)
 
 
 def _fold_of(row: Any) -> int:
@@ -102,6 +116,7 @@ class RunData:
     # Caches of what was read from disk (datasets, masks): filled on first use, never changing a table.
     _datasets: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     _masks: dict[tuple[str, str], tuple[np.ndarray, np.ndarray | None]] = field(default_factory=dict, repr=False, compare=False)
+    _class_names: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "RunData":
@@ -125,10 +140,23 @@ class RunData:
         """Datasets in run order."""
         return list(dict.fromkeys(self.summary["dataset"])) if not self.summary.empty else []
 
-    def headline(self, dataset: str) -> tuple[str, str, str]:
-        """``(label, per-image Dice column, per-image IoU column)`` of ``per_image.csv`` for a dataset."""
-        label, dice, iou = headline_columns(self.summary, dataset, prefix="dataset_")
-        return label, dice.removeprefix("dataset_"), iou.removeprefix("dataset_")
+    def class_names(self, dataset: str) -> list[str]:
+        """The dataset's class names in class order: as cell.json recorded them, else read from the columns
+        (a committed reference folder has no cells/)."""
+        if dataset not in self._class_names:
+            recorded = next((r[0].get("class_names") for key in self.cells if key[0] == dataset
+                             if (r := self.cell_records(*key)) and r[0].get("class_names")), None)
+            self._class_names[dataset] = list(recorded) if recorded else class_names_from_columns(self.summary, dataset)
+        return self._class_names[dataset]
+
+    def headline(self, dataset: str, *, aggregation: str | None = None) -> tuple[str, str, str]:
+        """``(label, Dice column, IoU column)`` of the headline score: per_image.csv's columns by default,
+        summary.csv's with ``aggregation`` ``dataset`` or ``per_image``."""
+        return headline_columns(self.summary, dataset, aggregation=aggregation)
+
+    def scored_class(self, dataset: str) -> str:
+        """The class the dataset's headline scores, or ``"mean"`` (``scored_class``)."""
+        return scored_class(self.summary, dataset)
 
     def has_per_image(self, dataset: str) -> bool:
         """Whether ``per_image.csv`` has rows of the dataset (older reference folders lack the file)."""
@@ -300,14 +328,6 @@ def _match_cells(run_dir: Path, summary: pd.DataFrame) -> dict[Key, tuple[Path, 
     return {k: tuple(v[f] for f in sorted(v)) for k, v in found.items() if k not in missing}
 
 
-def _class_names(summary: pd.DataFrame, dataset: str) -> list[str]:
-    """The dataset's class names in class order, from its ``dataset_iou_<class>`` columns (written in class
-    order; a run with several datasets has the union of their columns, so keep those this dataset fills)."""
-    rows = summary[summary["dataset"] == dataset]
-    return [c.removeprefix("dataset_iou_") for c in summary.columns
-            if c.startswith("dataset_iou_") and rows[c].notna().any()]
-
-
 def _pooled_confusion(rows: pd.DataFrame, paths: tuple[Path, ...] | None) -> np.ndarray | None:
     """The sum of the folds' confusion matrices: from the cells' records, else from summary.csv's
     ``confusion`` column (a committed reference folder has no ``cells/``); None when some fold has neither."""
@@ -339,7 +359,7 @@ def pool_folds(summary: pd.DataFrame, per_image: pd.DataFrame, cells: dict[Key, 
         return summary
     numeric = summary.select_dtypes("number").columns
     rows = []
-    class_names: dict[str, list[str]] = {}  # per dataset, from the columns: the same for every group
+    class_names: dict[str, list[str]] = {}  # per dataset: the same for every group
     for (dataset, method, seed), rows_ in groups:
         row = rows_.iloc[0].copy()
         if len(rows_) == 1:  # one fold (or none): the row as the runner wrote it
@@ -348,19 +368,21 @@ def pool_folds(summary: pd.DataFrame, per_image: pd.DataFrame, cells: dict[Key, 
             continue
         row[numeric] = rows_[numeric].mean()
         row["n_test"], row["n_folds"], row["fold"] = rows_["n_test"].sum(), len(rows_), np.nan
-        dataset_cols = [c for c in summary.columns if c.startswith("dataset_")]
+        dataset_cols = [c for c in summary.columns if (p := parse_column(c, aggregated=True)) and p.aggregation == "dataset"]
         row[dataset_cols] = np.nan
-        cm = _pooled_confusion(rows_, cells.get((dataset, method, int(seed))))
-        if dataset not in class_names:
-            class_names[dataset] = _class_names(summary, dataset)
+        paths = cells.get((dataset, method, int(seed)))
+        cm = _pooled_confusion(rows_, paths)
+        if dataset not in class_names:  # cell.json's, else read from the columns
+            recorded = json.loads((paths[0] / "cell.json").read_text()).get("class_names") if paths else None
+            class_names[dataset] = list(recorded) if recorded else class_names_from_columns(summary, dataset)
         names = class_names[dataset]
         if cm is not None and len(names) == len(cm):
-            pooled = flatten_scores(scores_from_confusion(cm), names, prefix="dataset_")
+            pooled = confusion_columns(scores_from_confusion(cm), names, aggregation="dataset")
             row[[c for c in pooled if c in row.index]] = [pooled[c] for c in pooled if c in row.index]
         images = per_image[(per_image["dataset"] == dataset) & (per_image["method"] == method) & (per_image["seed"] == seed)]
         if "fold" in images.columns:
             images = images[images["fold"].isin(rows_["fold"])]
-        for column in [c for c in summary.columns if c.startswith("per_image_")]:
+        for column in [c for c in summary.columns if (p := parse_column(c, aggregated=True)) and p.aggregation == "per_image"]:
             name = column.removeprefix("per_image_")
             row[column] = images[name].mean() if name in images.columns else np.nan  # pandas mean skips NaN
         rows.append(row)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from segbench.measure.schema import MEAN, cell_column
 from segbench.report.format import markdown_table
 from segbench.report.rundata import RunData, headline_columns
 from segbench.report.stats import (
@@ -64,8 +65,8 @@ def brief_table(summary: pd.DataFrame) -> str:
     """The CLI's short table, one row per cell: headline Dice both ways, train time, latency."""
     rows = []
     for r in summary.to_dict("records"):
-        label, dice, _ = headline_columns(summary, r["dataset"], prefix="dataset_")
-        per_image = dice.replace("dataset_", "per_image_", 1)
+        label, dice, _ = headline_columns(summary, r["dataset"], aggregation="dataset")
+        per_image = headline_columns(summary, r["dataset"], aggregation="per_image")[1]
         rows.append({"dataset": r["dataset"], "method": r["method"], "seed": r["seed"], "fold": r.get("fold", 0),
                      "status": r["status"],
                      "Dice (dataset)": r.get(dice), "Dice (per image)": r.get(per_image), "scored class": label,
@@ -86,9 +87,10 @@ def scores_table(run: RunData, dataset: str) -> pd.DataFrame:
         was left out and why.
     """
     ok = run.ok(dataset)
-    _, dice_ds, iou_ds = headline_columns(run.summary, dataset, prefix="dataset_")
-    _, dice_img, iou_img = headline_columns(run.summary, dataset, prefix="per_image_")
-    class_name = dice_ds.removeprefix("dataset_dice_")
+    _, dice_ds, iou_ds = run.headline(dataset, aggregation="dataset")
+    _, dice_img, iou_img = run.headline(dataset, aggregation="per_image")
+    scored = run.scored_class(dataset)
+    class_name = None if scored == MEAN else scored
     rows, notes = [], []
     for method, cells in ok.groupby("method", sort=False):
         seeds = sorted(int(s) for s in cells["seed"])
@@ -138,7 +140,7 @@ def _checked(method: str, expected: float, n_seeds: int, n_images: int,
 
 
 def _dataset_interval(run: RunData, dataset: str, method: str, seeds: list[int], image_ids: list[str],
-                      metric: Literal["dice", "iou"], class_name: str, expected: float) -> tuple[Interval, list[str]]:
+                      metric: Literal["dice", "iou"], class_name: str | None, expected: float) -> tuple[Interval, list[str]]:
     found = [run.confusions(dataset, method, s, image_ids) for s in seeds]
     stacks, notes = [cms for cms, _ in found], [note for _, note in found if note]
     if any(s is None for s in stacks):
@@ -206,9 +208,10 @@ def paired_table(run: RunData, dataset: str, *, alpha: float = ALPHA) -> pd.Data
 def per_class_iou_table(run: RunData, dataset: str) -> pd.DataFrame:
     """Dataset-level IoU per class and method (mean over seeds), best mean IoU first; for multi-class data."""
     ok = run.ok(dataset)
-    columns = [c for c in run.summary.columns if c.startswith("dataset_iou_") and ok[c].notna().any()]
-    table = ok.groupby("method", sort=False)[[*columns, "dataset_mean_iou"]].mean()
-    table.columns = [c.removeprefix("dataset_iou_") if c != "dataset_mean_iou" else "mean IoU" for c in table.columns]
+    names = [c for c in run.class_names(dataset) if ok[cell_column("iou", c, aggregation="dataset")].notna().any()]
+    columns = [cell_column("iou", c, aggregation="dataset") for c in names]
+    table = ok.groupby("method", sort=False)[[*columns, cell_column("mean_iou", aggregation="dataset")]].mean()
+    table.columns = [*names, "mean IoU"]
     return table.sort_values("mean IoU", ascending=False).reset_index()
 
 

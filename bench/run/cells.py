@@ -30,11 +30,8 @@ from segbench.measure.latency import (
     summarize_split,
     timed_call,
 )
-from segbench.measure.metrics import (
-    ConfusionMatrix,
-    flatten_scores,
-    scores_from_confusion,
-)
+from segbench.measure.metrics import ConfusionMatrix, scores_from_confusion
+from segbench.measure.schema import confusion_columns
 from segbench.methods import IncompatibleError, Method, build_method
 from segbench.methods.tiling import Tiling
 from segbench.run.settings import tiling_of, variants_of
@@ -227,8 +224,8 @@ def _score(
         "device": device,
         "device_name": device_name(device),
         "threads": torch.get_num_threads(),
-        **flatten_scores(result["dataset"], dataset.class_names, prefix="dataset_"),
-        **flatten_scores(result["per_image"], dataset.class_names, prefix="per_image_"),
+        **confusion_columns(result["dataset"], dataset.class_names, aggregation="dataset"),
+        **confusion_columns(result["per_image"], dataset.class_names, aggregation="per_image"),
         **measures.summary(),
     }
     c = dataset.num_classes
@@ -248,7 +245,7 @@ def _image_row(
 ) -> dict[str, Any]:
     row = {"dataset": task.dataset_name, "method": task.method, "seed": task.seed, "fold": task.fold,
            "train_fraction": task.train_fraction, "corruption": corruption, "severity": severity, "image_id": sample_id}
-    return {**row, **flatten_scores(scores_from_confusion(cm), class_names), "latency_ms": ms,
+    return {**row, **confusion_columns(scores_from_confusion(cm), class_names), "latency_ms": ms,
             "model_ms": model_ms, "overhead_ms": overhead_ms}
 
 
