@@ -118,7 +118,8 @@ class Report:
         if env.get("reconstructed"):
             blocks.append(Para(f"environment.json is reconstructed: {env.get('note', '')}"))
         elif env:
-            blocks.append(Para(f"Run {env.get('created')} on {env.get('cpu')} ({env.get('torch_threads')} torch threads"
+            threads = env.get("threads_per_cell") or env.get("torch_threads")  # older runs: the driver's threads
+            blocks.append(Para(f"Run {env.get('created')} on {env.get('cpu')} ({threads} torch threads per cell"
                                + (f", GPU {env['gpu']}" if env.get("gpu") else "") + f"), segbench commit {env.get('git_commit')}."
                                + (f" {loaded_machine(env)}" if loaded_machine(env) else "")))
         if run.summary.empty:

@@ -149,8 +149,12 @@ class RunConfig:
         elif "scheduler" in given:
             out += [f"--{k.replace('_', '-')} has no effect with --scheduler (the running cluster decides); drop it"
                     for k in ("workers", "threads_per_worker") if k in given]
-        if self.threads < 1:
-            out.append(f"--threads {self.threads}: give 1 or more")
+        for flag, value in (("--threads", self.threads), ("--workers", self.executor_options.get("workers")),
+                            ("--threads-per-worker", self.executor_options.get("threads_per_worker"))):
+            if value is not None and value < 1:
+                out.append(f"{flag} {value}: give 1 or more")
+        if self.threads != 1 and self.executor_options.get("threads_per_worker") not in (None, self.threads):
+            out.append("--threads and --threads-per-worker disagree; give one of them")
         return out
 
     def tiling(self) -> Tiling | None:
