@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 __all__ = [
     "GridRow",
     "accuracy_latency_figure",
+    "compute_figure",
     "confusion_figure",
+    "learning_curves_figure",
     "degradation_figure",
     "label_efficiency_figure",
     "pareto_front",
@@ -461,6 +463,36 @@ def reliability_figure(curves: Mapping[str, pd.DataFrame], *, dataset: str) -> F
     return fig
 
 
+def learning_curves_figure(curves: pd.DataFrame, *, dataset: str) -> Figure:
+    """Validation score against training seconds, a panel per method and a line per cell (fold, seed, budget),
+    the kept (best) epoch marked: whether a network converged, was still climbing, or never started.
+
+    Args:
+        curves: Rows of ``curves.csv`` of one dataset: ``method, seed, fold, epoch, train_s, val_score`` and,
+            optionally, ``budget_s``.
+        dataset: Title.
+    """
+    plt, sns = _pyplot()
+    methods = list(dict.fromkeys(curves["method"]))
+    fig, axes = _panels(len(methods), 3.2, 2.4)
+    by = [c for c in ("seed", "fold", "budget_s") if c in curves.columns and curves[c].nunique(dropna=False) > 1]
+    for ax, method in zip(axes, methods):
+        rows = curves[curves["method"] == method]
+        groups = list(rows.groupby(by, dropna=False, sort=True)) if by else [((), rows)]
+        colours = sns.color_palette(n_colors=max(1, len(groups)))
+        for colour, (_, cell) in zip(colours, groups):
+            cell = cell[cell["val_score"].notna()].sort_values("epoch")
+            if cell.empty:
+                continue
+            ax.plot(cell["train_s"], cell["val_score"], color=colour, linewidth=1, marker="o", markersize=1.5)
+            best = cell.loc[cell["val_score"].idxmax()]
+            ax.plot(best["train_s"], best["val_score"], marker="*", markersize=8, color=colour)
+        ax.set(title=method, xlabel="training seconds (budget clock)", ylabel="validation mean IoU", ylim=(0, 1))
+    fig.suptitle(f"{dataset}: learning curves (star: the epoch kept; one line per {', '.join(by) or 'cell'})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def label_efficiency_figure(tables: Mapping[str, pd.DataFrame], labels: Mapping[str, str]) -> Figure:
     """Score against the number of training images (log axis) per method, 95% intervals, one panel per dataset.
 
@@ -497,6 +529,58 @@ def label_efficiency_figure(tables: Mapping[str, pd.DataFrame], labels: Mapping[
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set(title=ds, xlabel="training images (log scale)", ylabel=f"Dice {labels[ds]} (per-image mean, 95% CI)")
         ax.legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def compute_figure(table: pd.DataFrame, *, x: str, xlabel: str, ylabel: str, dataset: str) -> Figure | None:
+    """Score against training compute (log axis), 95% intervals: a line per deep method's budget sweep (a
+    linestyle per training fraction when there are several), classical methods as squares at their ``x``, or,
+    where they have no value of ``x`` (no FLOPs count), as dotted horizontal lines with their interval as a band.
+
+    Args:
+        table: ``compute.compute_table``.
+        x: The column on the x axis (``train_s`` or ``train_flops``).
+        xlabel, ylabel, dataset: Axis labels and the title.
+
+    Returns:
+        None when no deep method has a value of ``x``.
+    """
+    _, sns = _pyplot()
+    deep = table[(table["family"] == "deep") & table["budget_s"].notna() & table[x].notna()]
+    if deep.empty:
+        return None
+    methods = sorted(table["method"].unique())
+    palette = dict(zip(methods, sns.color_palette("colorblind" if len(methods) <= 10 else "tab20", len(methods))))
+    styles = dict(zip(sorted(table["train_fraction"].unique(), reverse=True), ["-", "--", "-.", ":"] * 4))
+    several = len(styles) > 1
+    fig, (ax,) = _panels(1, 6.4, 4.2)
+    x_range = (deep[x].min(), deep[x].max())
+    for (method, fraction), rows in table.groupby(["method", "train_fraction"], sort=True):
+        colour, family = palette[method], rows["family"].iloc[0]
+        name = method + (f", {rows['n_train'].iloc[0]:.0f} images" if several else "")
+        err = np.nan_to_num(np.vstack([rows["score"] - rows["score_low"], rows["score_high"] - rows["score"]]))
+        if family == "deep":
+            rows = rows[rows[x].notna()]
+            err = np.nan_to_num(np.vstack([rows["score"] - rows["score_low"], rows["score_high"] - rows["score"]]))
+            ax.errorbar(rows[x], rows["score"], yerr=err, fmt="o", ls=styles[fraction], ms=4, capsize=3, color=colour,
+                        label=f"{name} (deep)")
+        elif rows[x].notna().all():
+            ax.errorbar(rows[x], rows["score"], yerr=err, fmt="s", ms=6, capsize=3, color=colour, mfc="none",
+                        label=f"{name} (classical)")
+        else:
+            r = rows.iloc[0]
+            ax.plot(x_range, [r["score"]] * 2, ls=":", color=colour, label=f"{name} (classical, no {x.split('_')[-1]})")
+            if not np.isnan(r["score_low"]):
+                ax.fill_between(x_range, r["score_low"], r["score_high"], color=colour, alpha=0.12, lw=0)
+    ax.set_xscale("log")
+    if x == "train_s":  # seconds read better as 2, 30, 270 than as powers of ten
+        from matplotlib.ticker import FuncFormatter  # with pyplot: matplotlib is imported late
+
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "25" else ""))
+    ax.set(title=dataset, xlabel=xlabel, ylabel=ylabel)
+    ax.legend(fontsize=6, loc="best")
     fig.tight_layout()
     return fig
 

@@ -51,7 +51,7 @@ from segbench.datasets.splits import (
     write_split_file,
 )
 from segbench.datasets.validate import missing_classes, validate_dataset
-from segbench.methods import split_spec
+from segbench.methods import METHODS, IncompatibleError, SetupError, build_method, split_spec
 from segbench.methods.tiling import Tiling
 from segbench.files import write_atomic
 from segbench.registry import import_modules
@@ -114,6 +114,8 @@ class RunConfig:
         self.imports, self.executor, self.executor_options = imports or [], executor, executor_options or {}
         self.command = command
         self.settings = run_settings.initial_values({**(settings or {}), **given})
+        if self.settings["budget"] == "converged" and not any(b is not None for b in self.settings["budget_s"]):
+            self.settings = run_settings.resolve_budget(self.settings)
 
     def __getattr__(self, name: str) -> Any:  # only called for names that are no attribute: the settings
         settings = self.__dict__.get("settings", {})
@@ -170,11 +172,14 @@ class RunConfig:
         for setting in run_settings.SETTINGS:
             if setting.check is not None:
                 setting.check(self.settings[setting.field])
+        run_settings.resolve_budget(dict(self.settings))  # --budget converged against --budget-s
         for name, severity in self.corruption_variants():
             corrupt(np.zeros((8, 8, 3), np.uint8), name, severity, seed=0)  # unknown names and severities fail here
         dataset_entries(self.datasets)
         for spec in self.methods:
-            split_spec(spec)
+            problem = METHODS.get(split_spec(spec)[0]).unavailable()  # a missing optional extra, named
+            if problem:
+                raise SetupError(problem)
         self.tiling()  # bad tile settings fail here, naming the fix
 
     def to_json(self) -> dict[str, Any]:
@@ -272,6 +277,38 @@ def preflight(config: RunConfig, *, progress: bool = True, log: Callable[[str], 
     return records
 
 
+def setup_methods(config: RunConfig) -> dict[str, dict[str, Any]]:
+    """``Method.setup`` of each base method of the run, once per class count, before any cell and before the data's
+    pre-flight (a weights problem shows in seconds): a weights file is downloaded once (here, not in every worker)
+    and checked; returns the provenance per method for
+    environment.json (methods that need nothing are left out).
+
+    Raises:
+        SetupError: a method cannot be set up (no network for its weights, a file that does not fit).
+    """
+    num_classes = set()
+    for entry in dataset_entries(config.datasets):
+        try:
+            num_classes.add(build_dataset(entry.spec, data_dir=config.data_dir, options=entry.options(config.dataset_options)).num_classes)
+        except Exception:  # noqa: BLE001 - preflight lists what is wrong with the data, together
+            continue
+    provenance = {}
+    for spec, classes in itertools.product(config.methods, sorted(num_classes)):
+        base = split_spec(spec)[0]
+        # a setting that is an axis of the grid (a list): its first value (weights do not depend on it)
+        values = {setting.name: config.settings[setting.field][0] if setting.axis else config.settings[setting.field]
+                  for setting in run_settings.SETTINGS}
+        options = run_settings.with_method_options(base, {k: v for k, v in config.method_options.items() if k == base}, values)
+        try:
+            method = build_method(base, classes, options=options, quick=config.quick)
+        except IncompatibleError:  # its cells are recorded as skipped
+            continue
+        info = method.setup()
+        if info:
+            provenance[base] = info
+    return provenance
+
+
 def _plan(config: RunConfig, folder: RunFolder) -> tuple[list[CellTask], dict[str, CellOutcome]]:
     """Every cell of the grid, in order, and the outcomes already known on the driver (broken datasets).
 
@@ -292,8 +329,9 @@ def _plan(config: RunConfig, folder: RunFolder) -> tuple[list[CellTask], dict[st
         except Exception as exc:  # a missing or broken dataset fails its cells, not the run
             splits = [{"train": [], "val": [], "test": []}] * n_folds
             dataset_config, broken, size = None, failed_outcome(exc, trace=traceback.format_exc()), config.size
-        for method_spec, fold, *axis_values, seed in itertools.product(
-            config.methods, range(n_folds), *(config.settings[s.field] for s in axes), config.seeds
+        for method_spec, fold, *axis_values, seed in (
+            (m, *rest) for m in config.methods for rest in itertools.product(
+                range(n_folds), *(run_settings.axis_values(s, config.settings[s.field], m) for s in axes), config.seeds)
         ):
             values = {s.name: config.settings[s.field] for s in run_settings.SETTINGS if not s.axis}
             values.update({s.name: v for s, v in zip(axes, axis_values)}, size=size)
@@ -338,12 +376,13 @@ def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] 
     load_start = load_average()  # before our own work: what else keeps the machine busy
     import_modules(config.imports)  # modules that register the user's own methods and datasets
     config.validate()
+    weights = setup_methods(config)
     records = preflight(config, progress=progress, log=log)
     folder = RunFolder(Path(config.out), command=config.command)
     write_dataset_records(folder.root, records)
     cells_at_once = (config.executor_options.get("workers") or 1) if config.executor == "local" else None
     env = {**environment(config.to_json()), "load_average_start": load_start, "cells_at_once": cells_at_once,
-           "threads_per_cell": config.cell_threads()}
+           "threads_per_cell": config.cell_threads(), **({"weights": weights} if weights else {})}
     write_atomic(folder.root / "environment.json", lambda p: p.write_text(json.dumps(env, indent=1, default=str)))
     tasks, known = _plan(config, folder)
     keys = [t.key for t in tasks]
