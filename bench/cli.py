@@ -122,7 +122,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         command=shlex.join(["segbench", *args.argv]),
         executor=args.executor,
         executor_options={k: v for k, v in {"scheduler": args.scheduler, "workers": args.workers,
-                                            "threads_per_worker": args.threads_per_worker}.items() if v},
+                                            "threads_per_worker": args.threads_per_worker}.items() if v is not None},
         **run_settings.from_args(args),
     )
     try:

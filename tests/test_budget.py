@@ -1,14 +1,15 @@
-"""Training under a wall-clock budget (``budget_s``, ``segbench run --budget-s``): the learning-rate schedule is
-laid out over the budget, training stops when it is spent, and the run records what stopped it."""
+"""Training under a budget (``budget_s``, ``segbench run --budget-s``): the learning-rate schedule is laid out over
+the budget clock's seconds of optimiser work, validation is not charged, training stops when the budget is spent,
+and the run records what stopped it; budgets as a grid axis; ``--budget converged``."""
 
 from __future__ import annotations
 
-import itertools
 import math
-from types import SimpleNamespace
+import time
 
 import pandas as pd
 import pytest
+import torch
 
 from segbench.datasets import DATASETS
 from segbench.methods.deep import training
@@ -30,10 +31,28 @@ def test_budget_schedule_by_hand():
     assert budget_lr_factor(4.0, budget_s=4.0, warmup=1.0, min_ratio=0.1) == pytest.approx(0.1)
 
 
-def test_training_by_budget_ends_at_the_cosine_floor(monkeypatch):
+class FakeClock:
+    """Advances ``tick`` seconds per reading; ``advance`` jumps ahead (time spent elsewhere)."""
+
+    def __init__(self, tick: float = 0.05) -> None:
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _tiny_samples():
+    ds = DATASETS.get("synthetic")(None, num_images=8, size=(32, 32), seed=2)
+    return [ds[i] for i in ds.ids()]
+
+
+def test_training_by_budget_ends_at_the_cosine_floor():
     # A clock that advances 0.05 s per reading: the run's length in steps does not depend on the machine's load.
-    ticks = itertools.count()
-    monkeypatch.setattr(training, "time", SimpleNamespace(perf_counter=lambda: 0.05 * next(ticks)))
+    clock = FakeClock()
     ds = DATASETS.get("synthetic")(None, num_images=8, size=(32, 32), seed=2)
     samples = [ds[i] for i in ds.ids()]
     budget = 2.0
@@ -41,11 +60,11 @@ def test_training_by_budget_ends_at_the_cosine_floor(monkeypatch):
                          patience=None, progress=False, device="cpu")
     seed_everything(0)
     model = build_method("unet", 2, quick=True, options={"unet": {"device": "cpu"}}).build_model()
-    result = train_model(model, samples[:4], samples[4:], num_classes=2, config=config)
+    result = train_model(model, samples[:4], samples[4:], num_classes=2, config=config, clock=clock)
     lrs = [r["lr"] for r in result.history]
     assert result.stopped == "budget"
     assert result.epochs_run > config.epochs  # the budget, not the epoch count, decided the length
-    assert result.seconds >= budget
+    assert budget <= result.charged_s < budget + 0.2  # stopped at the first step past the budget
     assert len(lrs) >= 5  # enough epochs for the shape checks below
     # The cosine ended with the budget (the last reading came one tick before the budget check).
     assert lrs[-1] == pytest.approx(config.lr * config.min_lr_ratio, abs=0.01 * config.lr)
@@ -55,11 +74,94 @@ def test_training_by_budget_ends_at_the_cosine_floor(monkeypatch):
     assert not math.isnan(result.best_score)  # the last (partial) epoch was validated
 
 
+def test_validation_is_not_charged_to_the_budget():
+    # Every validation pass takes 10 s of the budget clock: were it charged, a 2 s budget would end after epoch 1.
+    clock = FakeClock()
+    samples = _tiny_samples()
+    seed_everything(0)
+    model = build_method("unet", 2, quick=True, options={"unet": {"device": "cpu"}}).build_model()
+    data = training.ImageData(samples[:4], TrainConfig(batch_size=4), ignore_index=255, device=torch.device("cpu"))
+    passes = []
+
+    def evaluate() -> float:
+        clock.advance(10.0)
+        passes.append(1)
+        return float(len(passes))  # a better score each time: no early stopping
+
+    config = TrainConfig(epochs=2, batch_size=4, warmup_epochs=0.5, budget_s=2.0, patience=None, progress=False, device="cpu")
+    result = training.train_loop(model, data, config=config, evaluate=evaluate, clock=clock)
+    assert result.stopped == "budget" and result.epochs_run >= 5 and len(passes) == result.epochs_run
+    assert 2.0 <= result.charged_s < 2.2  # what the optimiser used, not the 10 s per validation
+    assert [r["train_s"] for r in result.history] == sorted(r["train_s"] for r in result.history)
+    assert result.history[-1]["train_s"] == result.charged_s
+    assert result.val_s == pytest.approx(sum(r["val_s"] for r in result.history)) and result.val_s > 0
+
+
+def test_budget_clock_counts_cpu_seconds_on_cpu():
+    # On CPU the budget is the process's CPU time: sleeping (a machine busy with other work) costs none of it.
+    clock = training.budget_clock(torch.device("cpu"))
+    start = clock()
+    time.sleep(0.2)
+    assert clock() - start < 0.1
+
+
+def test_converged_training_is_reproducible_bit_for_bit(tmp_path, monkeypatch):
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    args = ["run", "--datasets", "synthetic", "--dataset-opt", "synthetic.num_images=10", "--dataset-opt",
+            "synthetic.size=(40,32)", "--methods", "unet", "--quick", "--retries", "0", "--budget", "converged",
+            "--patience", "2", "--max-epochs", "6"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    a, b = (pd.read_csv(tmp_path / r / "summary.csv").iloc[0] for r in "ab")
+    assert a["patience"] == 2 and a["max_epochs"] == 6 and a["stop_reason"] in ("epochs", "early_stopping")
+    assert 1 <= a["best_epoch"] <= a["epochs_run"] <= 6
+    for column in ("per_image_dice_lesion", "dataset_dice_lesion", "best_epoch", "epochs_run", "stop_reason"):
+        assert a[column] == b[column]
+    curves = [pd.read_csv(tmp_path / r / "curves.csv") for r in "ab"]
+    pd.testing.assert_frame_equal(curves[0][["epoch", "loss", "val_score", "lr"]], curves[1][["epoch", "loss", "val_score", "lr"]])
+    assert len(curves[0]) == a["epochs_run"]
+    assert curves[0]["val_score"].idxmax() + 1 == a["best_epoch"]  # the kept epoch is the curve's best (first on ties)
+
+
+def test_budget_axis_makes_a_cell_per_budget(tmp_path, monkeypatch):
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    out = tmp_path / "run"
+    code = main(["run", "--datasets", "synthetic", "--dataset-opt", "synthetic.num_images=10", "--dataset-opt",
+                 "synthetic.size=(40,32)", "--methods", "unet,otsu", "--quick", "--retries", "0",
+                 "--budget-s", "0.5,1", "--out", str(out)])
+    assert code == 0
+    summary = pd.read_csv(out / "summary.csv")
+    unet = summary[summary["method"] == "unet"].set_index("budget_s")
+    assert sorted(unet.index) == [0.5, 1.0] and unet["cell"].nunique() == 2  # a cell per budget
+    assert (unet["charged_s"] >= unet.index).all()
+    assert (summary["method"] == "otsu").sum() == 1  # methods without a budget run once
+    per_image = pd.read_csv(out / "per_image.csv")
+    assert sorted(per_image.loc[per_image["method"] == "unet", "budget_s"].unique()) == [0.5, 1.0]
+    curves = pd.read_csv(out / "curves.csv")
+    assert set(curves["budget_s"]) == {0.5, 1.0} and set(curves["method"]) == {"unet"}
+    # Resume: the same command finds every cell finished.
+    before = {p.name: p.stat().st_mtime for p in (out / "cells").iterdir()}
+    assert main(["run", "--datasets", "synthetic", "--dataset-opt", "synthetic.num_images=10", "--dataset-opt",
+                 "synthetic.size=(40,32)", "--methods", "unet,otsu", "--quick", "--retries", "0",
+                 "--budget-s", "0.5,1", "--out", str(out)]) == 0
+    assert {p.name: p.stat().st_mtime for p in (out / "cells").iterdir()} == before
+    # The report: the training section with its learning curves, and the score at each budget.
+    report = (out / "report.md").read_text()
+    assert "### Training" in report and "### Score against training budget" in report
+    assert (out / "figures" / "learning_curves_synthetic.png").is_file() and (out / "figures" / "budget_synthetic.png").is_file()
+    budget_table = report.split("### Score against training budget")[1]
+    assert "| unet |" in budget_table and "0.5 s" in budget_table and "1 s" in budget_table
+
+
 def test_bad_budget_fails_early():
     with pytest.raises(ValueError, match="budget_s"):
         TrainConfig(budget_s=0).validate()
     with pytest.raises(ValueError, match="budget-s"):
-        RunConfig(out="x", datasets=["synthetic"], methods=["otsu"], budget_s=-1).validate()
+        RunConfig(out="x", datasets=["synthetic"], methods=["otsu"], budget_s=[-1]).validate()
+    with pytest.raises(ValueError, match="exclude"):
+        RunConfig(out="x", datasets=["synthetic"], methods=["otsu"], budget_s=[10], budget="converged").validate()
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="fp16").validate()
 
 
 def test_run_with_a_budget_records_what_stopped_training(tmp_path, monkeypatch):
@@ -72,7 +174,9 @@ def test_run_with_a_budget_records_what_stopped_training(tmp_path, monkeypatch):
     summary = pd.read_csv(out / "summary.csv").set_index("method")
     unet, otsu = summary.loc["unet"], summary.loc["otsu"]
     assert unet["stop_reason"] == "budget" and unet["budget_s"] == budget and unet["epochs_run"] >= 1
+    assert unet["charged_s"] >= budget and unet["val_s"] > 0 and 1 <= unet["best_epoch"] <= unet["epochs_run"]
     assert pd.isna(otsu["stop_reason"]) and pd.isna(otsu["budget_s"]) and pd.isna(otsu["epochs_run"])  # nothing trained
+    assert pd.isna(otsu["precision"]) and pd.isna(otsu["val_s"])
     history = pd.read_csv(out / "artifacts" / unet["cell"] / "history.csv")
     assert history["lr"].iloc[-1] == pytest.approx(2e-3 * 0.01, rel=0.05)  # unet's lr x min_lr_ratio: the cosine's end
 

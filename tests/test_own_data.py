@@ -438,7 +438,7 @@ def test_an_absent_class_allowed_by_name_is_scored_nan(tmp_path, capsys):
     assert summary.loc[0, "scored_class"] == "mean" and np.isnan(summary.loc[0, "dataset_dice_extra"])
     from segbench.report import headline_columns
     label, column, _ = headline_columns(summary, "d", aggregation="dataset")
-    assert column == "dataset_mean_dice" and label.startswith("mean over 2 of 3 classes"), label
+    assert column == "dataset_mean_dice" and label.startswith("mean over bg, blob (1 of 3 classes undefined"), label
 
 
 def test_a_mask_of_ignored_pixels_only_is_refused(tmp_path, capsys):

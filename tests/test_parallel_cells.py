@@ -121,6 +121,17 @@ def test_dask_local_cluster_imports_a_py_file_once_per_worker(tmp_path, logged_m
     assert workers and all(imports.count(pid) == 1 for pid in workers), (imports, workers)
 
 
+def test_an_existing_dask_scheduler_imports_a_py_file_once_per_worker(tmp_path, logged_method):
+    distributed = pytest.importorskip("dask.distributed", reason="the dask executor needs dask[distributed]")
+    item, log = logged_method
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        assert main(_argv(tmp_path / "run", "--import", item, "--methods", "test-logged", "--executor", "dask",
+                          "--scheduler", cluster.scheduler_address)) == 0
+    assert (pd.read_csv(tmp_path / "run" / "summary.csv")["status"] == "ok").all()
+    workers, imports = {f[0] for f in _lines(log, "fit")}, [i[0] for i in _lines(log, "import")]
+    assert workers and all(imports.count(pid) == 1 for pid in workers), (imports, workers)
+
+
 def test_the_latency_tables_flag_a_wide_spread_and_a_loaded_machine():
     row = {"status": "ok", "method": "m", "batch_size": 1, "image_size": "32x32", "model_ms_p50": 1.0,
            "overhead_ms_p50": 0.1, "peak_mem_mb": 1.0, "device_name": "cpu", "device": "cpu", "threads": 1,
@@ -133,3 +144,9 @@ def test_the_latency_tables_flag_a_wide_spread_and_a_loaded_machine():
     assert loaded_machine({**base, "load_average_start": [0.9, 1, 1]}) == ""  # one busy core + our one thread: fits
     assert "load average 1.5 at start on 2 CPUs" in loaded_machine({**base, "load_average_start": [1.5, 1, 1]})
     assert "plus 2 thread(s)" in loaded_machine({**base, "cells_at_once": 2, "load_average_start": [0.5, 1, 1]})
+
+
+def test_worker_and_thread_counts_below_one_are_refused(tmp_path, capsys):
+    assert main(["run", "--methods", "otsu", "--workers", "0", "--threads", "0", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "--threads 0: give 1 or more" in err and "--workers 0: give 1 or more" in err and "nothing was run" in err

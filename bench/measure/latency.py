@@ -277,7 +277,7 @@ def _timing_method(spec: str, size: tuple[int, int], *, device: str, amp: bool, 
     base_name = split_spec(spec)[0]
     options: dict[str, dict[str, Any]] = {}
     fields = {f.name for f in dataclasses.fields(METHODS.get(base_name).Options)}
-    extra = {k: v for k, v in {"device": device, "amp": amp}.items() if k in fields}
+    extra = {k: v for k, v in {"device": device, "precision": "bf16" if amp else "fp32"}.items() if k in fields}
     if extra:
         options[base_name] = extra
     dataset = build_dataset("synthetic", options={"num_images": 8, "size": size, "seed": seed})
@@ -297,7 +297,7 @@ def _precision(method: Any) -> dict[str, Any]:
     """Where and how a method runs: device, dtype, and whether AMP and channels-last are in effect."""
     device = str(method.device)
     on_cuda = device.startswith("cuda")
-    amp = bool(getattr(method.opts, "amp", False)) and on_cuda  # the training loop autocasts on CUDA only
+    amp = getattr(method.opts, "precision", "fp32") != "fp32" and on_cuda  # inference autocasts on CUDA only
     dtype = "float32"
     if amp:
 

@@ -40,6 +40,7 @@ from segbench.report.format import fmt, fmt_ci, fmt_p
 from segbench.report.prose import dataset_intro, paired_intro, paired_sentence, work_sizes_sentence
 from segbench.report.measures import measures_blocks
 from segbench.report.robustness import label_efficiency_blocks, robustness_blocks
+from segbench.report.training import training_blocks
 from segbench.report.render import Block, Code, Details, Figure, Heading, Para, Table, to_html, to_markdown
 from segbench.report.rundata import RunData
 from segbench.report.tables import paired_table, per_class_iou_table, scores_table, select_grid_images
@@ -118,7 +119,8 @@ class Report:
         if env.get("reconstructed"):
             blocks.append(Para(f"environment.json is reconstructed: {env.get('note', '')}"))
         elif env:
-            blocks.append(Para(f"Run {env.get('created')} on {env.get('cpu')} ({env.get('torch_threads')} torch threads"
+            threads = env.get("threads_per_cell") or env.get("torch_threads")  # older runs: the driver's threads
+            blocks.append(Para(f"Run {env.get('created')} on {env.get('cpu')} ({threads} torch threads per cell"
                                + (f", GPU {env['gpu']}" if env.get("gpu") else "") + f"), segbench commit {env.get('git_commit')}."
                                + (f" {loaded_machine(env)}" if loaded_machine(env) else "")))
         if run.summary.empty:
@@ -271,10 +273,16 @@ def robustness_section(report: Report, dataset: str) -> list[Block]:
     return robustness_blocks(report.run, dataset, report.fig_dir)
 
 
+def training_section(report: Report, dataset: str) -> list[Block]:
+    """How each network trained: epochs, the epoch kept, learning curves, score against budget
+    (``segbench.report.training``)."""
+    return training_blocks(report.run, dataset, report.fig_dir)
+
+
 Section = Callable[[Report, str], list[Block]]
 #: A dataset's part of the report, in order; add a section here (a function of the report and a dataset).
 DATASET_SECTIONS: list[Section] = [scores_section, paired_section, per_class_section, measures_section, grid_section,
-                                   label_efficiency_section, robustness_section]
+                                   label_efficiency_section, robustness_section, training_section]
 
 
 def overview_section(report: Report) -> list[Block]:

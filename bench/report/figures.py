@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 __all__ = [
     "GridRow",
     "accuracy_latency_figure",
+    "budget_figure",
     "confusion_figure",
+    "learning_curves_figure",
     "degradation_figure",
     "label_efficiency_figure",
     "pareto_front",
@@ -461,6 +463,36 @@ def reliability_figure(curves: Mapping[str, pd.DataFrame], *, dataset: str) -> F
     return fig
 
 
+def learning_curves_figure(curves: pd.DataFrame, *, dataset: str) -> Figure:
+    """Validation score against training seconds, a panel per method and a line per cell (fold, seed, budget),
+    the kept (best) epoch marked: whether a network converged, was still climbing, or never started.
+
+    Args:
+        curves: Rows of ``curves.csv`` of one dataset: ``method, seed, fold, epoch, train_s, val_score`` and,
+            optionally, ``budget_s``.
+        dataset: Title.
+    """
+    plt, sns = _pyplot()
+    methods = list(dict.fromkeys(curves["method"]))
+    fig, axes = _panels(len(methods), 3.2, 2.4)
+    by = [c for c in ("seed", "fold", "budget_s") if c in curves.columns and curves[c].nunique(dropna=False) > 1]
+    for ax, method in zip(axes, methods):
+        rows = curves[curves["method"] == method]
+        groups = list(rows.groupby(by, dropna=False, sort=True)) if by else [((), rows)]
+        colours = sns.color_palette(n_colors=max(1, len(groups)))
+        for colour, (_, cell) in zip(colours, groups):
+            cell = cell[cell["val_score"].notna()].sort_values("epoch")
+            if cell.empty:
+                continue
+            ax.plot(cell["train_s"], cell["val_score"], color=colour, linewidth=1, marker="o", markersize=1.5)
+            best = cell.loc[cell["val_score"].idxmax()]
+            ax.plot(best["train_s"], best["val_score"], marker="*", markersize=8, color=colour)
+        ax.set(title=method, xlabel="training seconds (budget clock)", ylabel="validation mean IoU", ylim=(0, 1))
+    fig.suptitle(f"{dataset}: learning curves (star: the epoch kept; one line per {', '.join(by) or 'cell'})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def label_efficiency_figure(tables: Mapping[str, pd.DataFrame], labels: Mapping[str, str]) -> Figure:
     """Score against the number of training images (log axis) per method, 95% intervals, one panel per dataset.
 
@@ -497,6 +529,24 @@ def label_efficiency_figure(tables: Mapping[str, pd.DataFrame], labels: Mapping[
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set(title=ds, xlabel="training images (log scale)", ylabel=f"Dice {labels[ds]} (per-image mean, 95% CI)")
         ax.legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def budget_figure(table: pd.DataFrame, *, dataset: str, label: str) -> Figure:
+    """Score against training budget, a line per method (``segbench run --budget-s 30,90,270``).
+
+    Args:
+        table: Columns ``method, budget_s, score`` (mean over the method's test images at that budget).
+        dataset: Title.
+        label: What the score is (axis label).
+    """
+    plt, sns = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    sns.lineplot(data=table, x="budget_s", y="score", hue="method", marker="o", ax=ax)
+    ax.set(xscale="log", xlabel="training budget (s of the budget clock)", ylabel=label, title=dataset)
+    ax.set_xticks(sorted(table["budget_s"].unique()), [f"{b:g}" for b in sorted(table["budget_s"].unique())])
+    ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     return fig
 

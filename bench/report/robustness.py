@@ -44,11 +44,16 @@ _DEEP, _CLASSICAL = "deep", "classical"
 
 
 def main_rows(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows of the main comparison: the whole training part (``train_fraction`` 1) on clean images.
+    """Rows of the main comparison: the whole training part (``train_fraction`` 1) on clean images, and on a
+    budget axis (``--budget-s 30,90,270``) each method's largest budget.
 
     Tables without those columns (runs without ``--train-fraction`` or ``--corruptions``) come back whole.
     """
     keep = pd.Series(True, index=table.index)
+    if "budget_s" in table.columns and len(table):
+        budget = pd.to_numeric(table["budget_s"], errors="coerce")
+        largest = budget.groupby([table["dataset"], table["method"]]).transform("max")
+        keep &= budget.isna() | (budget == largest)
     if "train_fraction" in table.columns:
         keep &= np.isclose(table["train_fraction"].astype(float), 1.0)
     if "corruption" in table.columns:

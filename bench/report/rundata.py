@@ -66,8 +66,8 @@ def scored_class(summary: pd.DataFrame, dataset: str) -> str:
 def headline_columns(summary: pd.DataFrame, dataset: str, *, aggregation: str | None = "dataset") -> tuple[str, str, str]:
     """The score columns to lead with for a dataset: ``(label, dice column, iou column)``.
 
-    The class ``scored_class`` names; for ``mean``, the mean over classes, whose label says how many of the
-    dataset's classes it averages when some class's score is undefined (no pixel in truth or prediction) in
+    The class ``scored_class`` names; for ``mean``, the mean over classes, whose label names the classes it
+    averages when some class's score is undefined (no pixel in truth or prediction) in
     every cell, so a mean over fewer classes is never passed off as one over all.
 
     Args:
@@ -85,7 +85,8 @@ def headline_columns(summary: pd.DataFrame, dataset: str, *, aggregation: str | 
     total = len(json.loads(matrices.iloc[0])) if len(matrices) and str(matrices.iloc[0]).startswith("[") else None
     label = headline_label(MEAN)
     if total is not None and len(defined) < total:
-        label = f"mean over {len(defined)} of {total} classes (the others undefined: no pixel in truth or prediction)"
+        names = ", ".join(defined)
+        label = f"mean over {names} ({total - len(defined)} of {total} classes undefined: no pixel in truth or prediction)"
     return (label, *columns)
 
 

@@ -81,8 +81,13 @@ def summary_table(run: RunData, dataset: str | None = None, *, metrics: Sequence
         raise ValueError(f"{dataset}: none of the metrics {list(names)} has a column in the run")
     scores = list(cols)
     cols |= {"train_s": "train s"}
+    # Runs since the budget clock (issue 22): a deep cell's CPU seconds of optimiser work and its kept epoch.
+    charged = "charged_s" in ok.columns and ok["charged_s"].notna().any()
+    cols |= {"charged_s": "optimiser s"} if charged else {}
     epochs = "epochs_run" in ok.columns and ok["epochs_run"].notna().any()
     cols |= {"epochs_run": "epochs"} if epochs else {}
+    kept = epochs and "best_epoch" in ok.columns and ok["best_epoch"].notna().any()
+    cols |= {"best_epoch": "epoch kept"} if kept else {}
     cols |= {"latency_ms_p50": "latency p50 ms"}
     grouped = ok.groupby(["method", "family"], sort=False)[list(cols)]
     mean, sd, seeds = grouped.mean(), grouped.std(ddof=1), grouped.size()
@@ -97,7 +102,9 @@ def summary_table(run: RunData, dataset: str | None = None, *, metrics: Sequence
             value, spread = row[col], sd.loc[key, col]
             cells.append(f"{value:.3f} ± {spread:.3f}" if several and seeds[key] > 1 else f"{value:.3f}")
         cells += [f"{row['train_s']:.0f}"]
+        cells += [("" if pd.isna(row["charged_s"]) else f"{row['charged_s']:.0f}")] if charged else []
         cells += [("" if pd.isna(row["epochs_run"]) else f"{row['epochs_run']:.0f}")] if epochs else []
+        cells += [("" if pd.isna(row["best_epoch"]) else f"{row['best_epoch']:.1f}")] if kept else []
         cells += [f"{row['latency_ms_p50']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -43,6 +43,13 @@ __all__ = ["CellTask", "CellOutcome", "evaluate_cell", "fit_cell", "failed_outco
 FITTED_FILE = "fitted_for_latency.pt"
 
 
+#: What a cell records of its training loop (``DeepMethod.train_info``; empty for methods without one): the
+#: epochs run and the one whose weights were kept, what stopped training, the budget, the patience and epoch
+#: cap, the budget clock's seconds of optimiser work, validation seconds (wall clock) and the precision used.
+TRAIN_COLUMNS = ("epochs_run", "best_epoch", "stop_reason", "budget_s", "patience", "max_epochs", "charged_s", "val_s",
+                 "precision")
+
+
 @dataclass(frozen=True)
 class CellTask:
     """One cell, self-contained and picklable, so any worker can compute it. Its run settings
@@ -164,7 +171,8 @@ def _evaluate(task: CellTask) -> CellOutcome:
         "base_cell": base_cell,
         "scored_class": dataset.headline_class(),  # what the headline Dice/IoU score: a class, or "mean"
         "latency_timed": "pending" if task.defer_latency else "in cell",
-        **{k: method.train_info.get(k) for k in ("epochs_run", "budget_s", "stop_reason")},  # empty: no network trained
+        # empty where no network was trained:
+        **{k: method.train_info.get(k) for k in TRAIN_COLUMNS},
     }
     after = {"method_config": json.dumps(method.config(), default=str)}
     for scored in (clean, *variants):
@@ -173,7 +181,7 @@ def _evaluate(task: CellTask) -> CellOutcome:
         Path(task.artifacts_dir).mkdir(parents=True, exist_ok=True)
         write_atomic(Path(task.artifacts_dir) / FITTED_FILE, lambda p: torch.save(method, p))
     extra = {"confusion_matrix": clean.pop("matrix"), "class_names": list(dataset.class_names),
-             "reliability": clean.pop("reliability")}
+             "reliability": clean.pop("reliability"), "curve": method.train_info.get("curve", [])}
     return CellOutcome(clean["summary"], clean["rows"], extra, clean["confusions"], clean["predictions"], variants)
 
 
@@ -245,6 +253,8 @@ def _image_row(
 ) -> dict[str, Any]:
     row = {"dataset": task.dataset_name, "method": task.method, "seed": task.seed, "fold": task.fold,
            "train_fraction": task.train_fraction, "corruption": corruption, "severity": severity, "image_id": sample_id}
+    if task.budget_s is not None:
+        row["budget_s"] = task.budget_s
     return {**row, **confusion_columns(scores_from_confusion(cm), class_names), "latency_ms": ms,
             "model_ms": model_ms, "overhead_ms": overhead_ms}
 

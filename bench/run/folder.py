@@ -21,7 +21,13 @@ from segbench.run.records import (
     write_atomic,
 )
 
-__all__ = ["RunFolder"]
+__all__ = ["RunFolder", "CURVES_FILE", "CURVE_ID_COLUMNS"]
+
+#: Every trained network's learning curve, one row per (cell, epoch): the cell's key columns, then ``epoch``,
+#: ``train_s`` (budget-clock seconds of optimiser work so far), ``loss`` (mean training loss of the epoch),
+#: ``val_score`` (validation mean IoU, NaN where not validated), ``lr`` and ``val_s`` (that validation's seconds).
+CURVES_FILE = "curves.csv"
+CURVE_ID_COLUMNS = [*KEY_COLUMNS, "budget_s"]
 
 
 def _matrix_text(matrix: list[list[int]] | None) -> str:
@@ -128,9 +134,11 @@ class RunFolder:
         for key in records:  # oldest first, so the newest cell of each place in the grid stays
             if key not in keys and grid_key(key) not in covered:
                 older[grid_key(key)] = key
-        summaries, per_image = [], []
+        summaries, per_image, curves = [], [], []
         for key in ours + list(older.values()):
             record = records[key]
+            ids = {c: record["summary"].get(c) for c in CURVE_ID_COLUMNS}
+            curves += [{**ids, **point} for point in record.get("curve", [])]
             summaries += [{"command": "", **record["summary"], "confusion": _matrix_text(record.get("confusion_matrix"))},
                           *({"command": "", **v["summary"], "confusion": _matrix_text(v.get("confusion_matrix"))}
                             for v in record.get("variants", []))]
@@ -141,4 +149,6 @@ class RunFolder:
         images = pd.concat(per_image, ignore_index=True) if per_image else pd.DataFrame(columns=[*KEY_COLUMNS, "image_id"])
         write_atomic(self.root / "summary.csv", lambda p: summary.to_csv(p, index=False))
         write_atomic(self.root / "per_image.csv", lambda p: images.to_csv(p, index=False))
+        if curves:
+            write_atomic(self.root / CURVES_FILE, lambda p: pd.DataFrame(curves).to_csv(p, index=False))
         return summary, images

@@ -113,6 +113,8 @@ class RunConfig:
         self.imports, self.executor, self.executor_options = imports or [], executor, executor_options or {}
         self.command = command
         self.settings = run_settings.initial_values({**(settings or {}), **given})
+        if self.settings["budget"] == "converged" and not any(b is not None for b in self.settings["budget_s"]):
+            self.settings = run_settings.resolve_budget(self.settings)
 
     def __getattr__(self, name: str) -> Any:  # only called for names that are no attribute: the settings
         settings = self.__dict__.get("settings", {})
@@ -148,8 +150,12 @@ class RunConfig:
         elif "scheduler" in given:
             out += [f"--{k.replace('_', '-')} has no effect with --scheduler (the running cluster decides); drop it"
                     for k in ("workers", "threads_per_worker") if k in given]
-        if self.threads < 1:
-            out.append(f"--threads {self.threads}: give 1 or more")
+        for flag, value in (("--threads", self.threads), ("--workers", self.executor_options.get("workers")),
+                            ("--threads-per-worker", self.executor_options.get("threads_per_worker"))):
+            if value is not None and value < 1:
+                out.append(f"{flag} {value}: give 1 or more")
+        if self.threads != 1 and self.executor_options.get("threads_per_worker") not in (None, self.threads):
+            out.append("--threads and --threads-per-worker disagree; give one of them")
         return out
 
     def tiling(self) -> Tiling | None:
@@ -165,6 +171,7 @@ class RunConfig:
         for setting in run_settings.SETTINGS:
             if setting.check is not None:
                 setting.check(self.settings[setting.field])
+        run_settings.resolve_budget(dict(self.settings))  # --budget converged against --budget-s
         for name, severity in self.corruption_variants():
             corrupt(np.zeros((8, 8, 3), np.uint8), name, severity, seed=0)  # unknown names and severities fail here
         dataset_entries(self.datasets)
@@ -283,8 +290,9 @@ def _plan(config: RunConfig, folder: RunFolder) -> tuple[list[CellTask], dict[st
         except Exception as exc:  # a missing or broken dataset fails its cells, not the run
             splits = [{"train": [], "val": [], "test": []}] * n_folds
             dataset_config, broken, size = None, failed_outcome(exc, trace=traceback.format_exc()), config.size
-        for method_spec, fold, *axis_values, seed in itertools.product(
-            config.methods, range(n_folds), *(config.settings[s.field] for s in axes), config.seeds
+        for method_spec, fold, *axis_values, seed in (
+            (m, *rest) for m in config.methods for rest in itertools.product(
+                range(n_folds), *(run_settings.axis_values(s, config.settings[s.field], m) for s in axes), config.seeds)
         ):
             values = {s.name: config.settings[s.field] for s in run_settings.SETTINGS if not s.axis}
             values.update({s.name: v for s, v in zip(axes, axis_values)}, size=size)

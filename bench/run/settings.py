@@ -32,7 +32,7 @@ from segbench.methods.tiling import Tiling
 from segbench.options import csv_of
 
 __all__ = ["Setting", "SETTINGS", "add_flags", "from_args", "initial_values", "cell_entries", "fit_entries",
-           "labels", "with_method_options", "tiling_of", "variants_of", "DEFAULT_SEVERITIES"]
+           "labels", "with_method_options", "tiling_of", "variants_of", "DEFAULT_SEVERITIES", "resolve_budget", "axis_values"]
 
 Decides = Literal["run", "cell", "fit"]
 
@@ -127,9 +127,31 @@ def _check_fractions(fractions: list[float]) -> None:
         raise ValueError(f"--train-fraction {fractions}: give fractions in (0, 1], e.g. 0.25,0.5,1.0")
 
 
-def _check_budget(budget_s: float | None) -> None:
-    if budget_s is not None and not budget_s > 0:
-        raise ValueError(f"budget_s={budget_s} must be > 0 seconds (--budget-s)")
+def _check_budget(budgets: list[float | None]) -> None:
+    given = [b for b in budgets if b is not None]
+    if any(not b > 0 for b in given) or len(set(budgets)) != len(budgets) or (given and len(given) != len(budgets)):
+        raise ValueError(f"--budget-s {budgets}: give distinct budgets > 0 seconds, e.g. 30,90,270")
+
+
+def _check_named_budget(budget: str | None) -> None:
+    if budget not in (None, "converged"):
+        raise ValueError(f"--budget {budget!r}: the only named budget is 'converged' (seconds go to --budget-s)")
+
+
+def _check_positive(flag: str) -> Callable[[int | None], None]:
+    def check(value: int | None) -> None:
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} {value}: give 1 or more")
+    return check
+
+
+def _check_precision(precision: str | None) -> None:
+    if precision not in (None, "fp32", "bf16"):
+        raise ValueError(f"--precision {precision!r}: choose fp32 or bf16")
+
+
+#: What ``--budget converged`` means where ``--patience`` / ``--max-epochs`` are not given.
+CONVERGED_PATIENCE, CONVERGED_MAX_EPOCHS = 10, 100
 
 
 def _check_retries(retries: int) -> None:
@@ -147,8 +169,21 @@ SETTINGS: list[Setting] = [
     Setting("train_fraction", 1.0, "comma-separated fractions of the training part, each a cell of the grid "
             "(nested subsets)", parse=float, decides="fit", axis=True, config_name="train_fractions",
             check=_check_fractions, label=lambda f: f"train{f:g}"),
-    Setting("budget_s", None, "train every deep method for S wall-clock seconds, its learning-rate schedule laid "
-            "out over them", parse=float, decides="fit", method_option="budget_s", check=_check_budget, metavar="S"),
+    # A budget axis: a cell per budget for methods that take one (a method without the option runs once); no
+    # label, so a single budget keeps the cell keys it always had.
+    Setting("budget_s", None, "train every deep method for S seconds of optimiser work (CPU seconds on CPU; "
+            "validation not counted), its learning-rate schedule laid out over them; several (30,90,270): a cell "
+            "per budget", parse=float, decides="fit", axis=True, method_option="budget_s", check=_check_budget,
+            metavar="S[,S...]"),
+    Setting("patience", None, "epochs without a better validation score before every deep method stops "
+            f"(default: each method's own; with --budget converged: {CONVERGED_PATIENCE})", parse=int, decides="fit",
+            method_option="patience", check=_check_positive("--patience")),
+    Setting("max_epochs", None, "the most epochs every deep method trains, its schedule laid out over them (its "
+            f"'epochs'; default: each method's own; with --budget converged: {CONVERGED_MAX_EPOCHS})", parse=int,
+            decides="fit", method_option="epochs", check=_check_positive("--max-epochs")),
+    Setting("precision", None, "training precision of every deep method: bf16 (autocast to bfloat16 and "
+            "channels-last where the CPU or GPU has bfloat16, else float32) or fp32 (default: each method's own, "
+            "bf16)", parse=str, decides="fit", method_option="precision", check=_check_precision),
     Setting("tile", None, "predict in square tiles of this many pixels at the working size", parse=int,
             decides="fit", key=_tiling_key),
     Setting("tile_overlap", 64, "pixels shared by neighbouring tiles (default: 64)", parse=int, decides="fit",
@@ -163,6 +198,9 @@ SETTINGS: list[Setting] = [
     Setting("cldice", False, "also score centreline Dice per class (thin structures such as vessels; ~0.5 s per "
             "768x576 image)", decides="cell"),
     # -- how the run goes
+    Setting("budget", None, "converged: every deep method trains until its validation score has not improved for "
+            f"--patience epochs ({CONVERGED_PATIENCE}), at most --max-epochs ({CONVERGED_MAX_EPOCHS}), instead of "
+            "--budget-s", parse=str, check=_check_named_budget),
     Setting("warmup", 1, "untimed predictions before timing (default: 1)", parse=int, worker=True),
     Setting("save_predictions", False, "write each predicted label map as a PNG", worker=True),
     Setting("share_bases", True, "every pipeline fits its own base (default: pipelines on one base share its fit)"),
@@ -170,6 +208,26 @@ SETTINGS: list[Setting] = [
             "(default: 1)", parse=int),
     Setting("retries", 1, "times a failed cell is tried again (default: 1)", parse=int, check=_check_retries),
 ]
+
+
+def resolve_budget(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (by field) with ``--budget converged`` spelled out as the patience and epoch cap it stands for
+    (where not given); raises ValueError where it meets ``--budget-s``."""
+    if values.get("budget") != "converged":
+        return values
+    if any(b is not None for b in values["budget_s"]):
+        raise ValueError("--budget converged and --budget-s exclude each other: give one")
+    return {**values, "patience": values["patience"] or CONVERGED_PATIENCE,
+            "max_epochs": values["max_epochs"] or CONVERGED_MAX_EPOCHS}
+
+
+def axis_values(setting: Setting, values: list[Any], method_spec: str) -> list[Any]:
+    """The values of an axis ``setting`` that make cells of ``method_spec``: one (the default) where the setting
+    reaches cells only as a method option the method does not declare (a classical method on a budget axis)."""
+    if setting.method_option is None:
+        return values
+    declared = {f.name for f in dataclasses.fields(METHODS.get(split_spec(method_spec)[0]).Options)}
+    return values if setting.method_option in declared else [setting.default]
 
 
 def by_field() -> dict[str, Setting]:

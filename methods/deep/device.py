@@ -11,9 +11,22 @@ from typing import Literal
 import numpy as np
 import torch
 
-__all__ = ["Device", "pick_device", "seed_everything", "deterministic_algorithms", "amp_dtype", "autocast"]
+__all__ = [
+    "Device",
+    "Precision",
+    "pick_device",
+    "seed_everything",
+    "deterministic_algorithms",
+    "amp_dtype",
+    "autocast",
+    "cpu_supports_bf16",
+    "training_precision",
+]
 
 Device = Literal["auto", "cpu", "cuda"]
+#: Training precision: ``fp32``, or ``bf16`` (autocast to bfloat16: on CPUs with native bfloat16 and on CUDA,
+#: where float16 with a gradient scaler stands in on GPUs without bfloat16).
+Precision = Literal["fp32", "bf16"]
 
 
 def pick_device(device: Device = "auto") -> torch.device:
@@ -66,3 +79,27 @@ def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[object]:
     """``torch.autocast`` to ``dtype`` on ``device``; a no-op context for ``dtype=None`` (float32)."""
     return torch.autocast(device_type=device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX, used by oneDNN); elsewhere autocast to
+    bfloat16 emulates it and is slower than float32."""
+    cpu = getattr(torch, "cpu", None)
+    checks = [getattr(cpu, "_is_avx512_bf16_supported", None), getattr(cpu, "_is_amx_tile_supported", None)]
+    return torch.backends.mkldnn.is_available() and any(bool(check()) for check in checks if check is not None)
+
+
+def training_precision(device: torch.device, precision: str) -> tuple[torch.dtype | None, str, str]:
+    """What ``precision`` means on ``device``: the autocast dtype (None: float32), the precision actually used
+    (``fp32``, ``bf16`` or ``fp16``) and, where that differs from the one asked for, why."""
+    if precision == "fp32":
+        return None, "fp32", ""
+    if precision != "bf16":
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16, "bf16", ""
+        return torch.float16, "fp16", "this GPU has no bfloat16: float16 with a gradient scaler"
+    if cpu_supports_bf16():
+        return torch.bfloat16, "bf16", ""
+    return None, "fp32", "this CPU has no native bfloat16 (AVX512-BF16 or AMX): float32, faster than emulated bfloat16"

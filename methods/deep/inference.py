@@ -50,9 +50,10 @@ class Normalization:
 
 
 def prepare(images: Tensor, norm: Normalization, device: torch.device, channels_last: bool) -> Tensor:
-    """``(N, 3, H, W)`` images in 0..255 -> the network's input on ``device`` (normalised; channels-last on CUDA)."""
+    """``(N, 3, H, W)`` images in 0..255 -> the network's input on ``device`` (normalised; channels-last memory if
+    asked: on CUDA, and on CPU while training in bfloat16)."""
     x = norm.apply(images.to(device, non_blocking=True).float())
-    if channels_last and device.type == "cuda":
+    if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x
 
@@ -109,7 +110,9 @@ def softmax_batch(
 ) -> Tensor:
     """``predict_proba_batch`` leaving the ``(N, C, H, W) float32`` probabilities on ``device``."""
     model.eval()
-    x = prepare(torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))), norm, device, channels_last)
+    # Channels-last on CUDA only: CPU inference runs in float32 on contiguous memory.
+    x = prepare(torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))), norm, device,
+                channels_last and device.type == "cuda")
     with autocast(device, amp_dtype(device, amp)):
         logits = model(x)
     return F.softmax(logits.float(), dim=1)

@@ -160,6 +160,11 @@ class DeepMethod(Method):
             "epochs_run": result.epochs_run,
             "stopped": result.stopped,
             "train_s": result.seconds,
+            "charged_s": result.charged_s,
+            "val_s": result.val_s,
+            "precision": result.precision,
+            "precision_note": result.precision_note,
+            "history": result.history,
             "torch": str(torch.__version__),  # TorchVersion would not pass weights_only loading
             "device": str(self.device),
         }
@@ -184,11 +189,26 @@ class DeepMethod(Method):
 
     @property
     def train_info(self) -> dict[str, Any]:
-        """Epochs run, the budget, and what stopped training (the checkpoint's when weights were loaded)."""
+        """How training went (the checkpoint's record when weights were loaded): ``epochs_run``, ``best_epoch``
+        (the epoch whose weights were kept), ``stop_reason``, ``budget_s``, ``patience`` and ``max_epochs`` (the
+        epoch cap: ``epochs`` when trained by epochs), ``charged_s`` (budget-clock seconds of optimiser work),
+        ``val_s`` (validation, wall clock), ``precision`` (used) and ``curve`` (one dict per epoch)."""
         meta = self.checkpoint_meta
         if meta is None:
             return {}
-        return {"epochs_run": meta["epochs_run"], "budget_s": meta["training"].get("budget_s"), "stop_reason": meta["stopped"]}
+        training = meta["training"]
+        return {
+            "epochs_run": meta["epochs_run"],
+            "best_epoch": meta.get("best_epoch"),
+            "stop_reason": meta["stopped"],
+            "budget_s": training.get("budget_s"),
+            "patience": training.get("patience"),
+            "max_epochs": training.get("epochs") if training.get("budget_s") is None else None,
+            "charged_s": meta.get("charged_s"),
+            "val_s": meta.get("val_s"),
+            "precision": meta.get("precision", "fp32"),  # checkpoints from before precisions trained in float32
+            "curve": meta.get("history", []),
+        }
 
     def prepare_untrained(self) -> bool:
         """Random weights, for timing only (``segbench latency``): a network costs the same trained or not."""
@@ -300,7 +320,8 @@ class DeepMethod(Method):
         """``(N, h, w, 3) uint8`` at the working resolution -> ``(N, C, h, w)`` probabilities left on ``device``."""
         if self.model is None or self.norm is None:
             raise RuntimeError(f"{self.name}: not fitted; call fit (or load a checkpoint) first")
-        return softmax_batch(self.model, images, self.norm, device=self.device, amp=self.opts.amp, channels_last=self.opts.channels_last)
+        return softmax_batch(self.model, images, self.norm, device=self.device, amp=self.opts.precision != "fp32",
+                             channels_last=self.opts.channels_last)
 
     def _work_proba(self, small: np.ndarray) -> torch.Tensor | np.ndarray:
         # Untiled, the probabilities stay on the device: the resize back and the argmax run there too.

@@ -186,8 +186,8 @@ class SlidingWindowMethod(DeepMethod):
     Trained on ``window x window`` patches labelled by their centre pixel, ``patches_per_class`` per class and
     training image each epoch (balanced sampling: small classes are not drowned out), with random flips and
     90-degree rotations (``PatchData``), by the shared training loop with a cross-entropy loss on the patch
-    classifier's scores. The image-level options (``loss``, ``crop``, ``scale_range``, ``color_jitter``) and
-    ``amp`` / ``channels_last`` do not apply: training and inference run in float32.
+    classifier's scores. The image-level options (``loss``, ``crop``, ``scale_range``, ``color_jitter``) do
+    not apply; ``precision`` applies to training (inference runs in float32).
     """
 
     description = "CNN patch classifier (dense head) slid over the image; heatmap upsampled to a mask"
@@ -200,8 +200,6 @@ class SlidingWindowMethod(DeepMethod):
     class Options(DeepOptions):
         epochs: int = 20
         batch_size: int = 64  # patches, not images
-        amp: bool = False  # float32 always (see above); off, so that records say what runs
-        channels_last: bool = False
         lr: float = 1e-3
         warmup_epochs: float = 1.0
         patience: int | None = 8

@@ -5,13 +5,22 @@ between the network's outputs and the targets):
 
 * **optimisation**: AdamW (no weight decay on norms and biases), linear warm-up then a cosine decay,
   gradient-norm clipping;
-* **schedule**: per step over ``epochs`` epochs, or, with ``budget_s``, over a wall-clock budget: the cosine's
-  progress is elapsed time / budget, so the learning rate reaches its floor when the budget ends;
+* **schedule**: per step over ``epochs`` epochs, or, with ``budget_s``, over a time budget: the cosine's
+  progress is charged time / budget, so the learning rate reaches its floor when the budget ends;
+* **the budget clock** (``budget_clock``): what a budget counts is the optimiser's work only. On CPU that is
+  the process's CPU seconds (``time.process_time``, every torch thread included), so a loaded or shared
+  machine stretches the wall time but not the work a budget buys; on CUDA wall-clock seconds, synchronised.
+  Validation passes are timed apart (``TrainResult.val_s``, wall clock) and never charged. The clock can be
+  injected (``train_loop(clock=...)``), e.g. a fake one in tests;
 * **model selection**: a validation score every ``val_every`` epochs, early stopping after ``patience``
   epochs without improvement, and the best weights restored at the end;
-* **hardware**: CUDA when available (``device="auto"``), mixed precision (bfloat16 where supported, else
-  float16 with a gradient scaler) and channels-last memory there; on CPU float32 and deterministic
-  algorithms, so two runs with the same seed give the same weights bit for bit.
+* **precision** (``precision``, ``device.training_precision``): ``fp32``, or ``bf16``: the forward pass under
+  ``torch.autocast`` to bfloat16 with the network and its inputs in channels-last memory, on CPUs with native
+  bfloat16 (AVX512-BF16, AMX; elsewhere float32, the reason recorded) and on CUDA (float16 with a gradient
+  scaler on GPUs without bfloat16). Weights, optimiser state and losses stay float32. On CPU, validation and
+  inference run in float32 and contiguous memory whatever the training precision;
+* **hardware**: CUDA when available (``device="auto"``); deterministic algorithms, so on CPU two runs with
+  the same seed and precision trained by epochs give the same weights bit for bit.
 
 ``train_model`` is the loop on whole images: ``ImageData`` (augmented views from ``augment``, normalised
 with the training split's statistics) and the validation mean IoU. Patch classifiers bring their own
@@ -41,7 +50,14 @@ from tqdm.auto import tqdm
 
 from segbench.datasets.base import IGNORE_INDEX, Sample
 from segbench.methods.deep.augment import augmented_batches, to_tensors
-from segbench.methods.deep.device import Device, amp_dtype, autocast, deterministic_algorithms, pick_device
+from segbench.methods.deep.device import (
+    Device,
+    Precision,
+    autocast,
+    deterministic_algorithms,
+    pick_device,
+    training_precision,
+)
 from segbench.methods.deep.inference import Normalization, evaluate_model, prepare
 from segbench.methods.deep.losses import build_loss
 
@@ -54,6 +70,7 @@ __all__ = [
     "train_model",
     "lr_factor",
     "budget_lr_factor",
+    "budget_clock",
     "progress_bar",
 ]
 
@@ -89,11 +106,14 @@ class TrainConfig:
         patience: Stop after this many epochs without a better validation score (None: never stop early).
         max_train_s: Cut training after the epoch in which this many seconds have passed (None: no limit); the
             schedule stays laid out over ``epochs``. A safety cap: the result depends on the machine's speed.
-        budget_s: Train for this many wall-clock seconds, with the schedule laid out over them (the cosine ends
-            when the budget does), instead of for ``epochs`` (None: by epochs). ``segbench run --budget-s``.
+        budget_s: Train for this many seconds of the budget clock (``budget_clock``: CPU seconds of optimiser
+            work on CPU, wall-clock seconds on CUDA; validation not charged), with the schedule laid out over them
+            (the cosine ends when the budget does), instead of for ``epochs`` (None: by epochs).
+            ``segbench run --budget-s``.
         device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"`` or ``"cuda"``.
-        amp: Mixed precision on CUDA (ignored on CPU).
-        channels_last: Channels-last memory format on CUDA (ignored on CPU).
+        precision: ``"fp32"`` or ``"bf16"`` (autocast to bfloat16 with channels-last memory where the hardware has
+            bfloat16; see the module docstring). ``segbench run --precision``.
+        channels_last: Channels-last memory with ``bf16`` on CPU and always on CUDA (off: contiguous memory).
         deterministic: Deterministic algorithms while training (bitwise reproducible on CPU).
         progress: Show a progress bar with the loss and the validation score.
     """
@@ -117,7 +137,7 @@ class TrainConfig:
     max_train_s: float | None = field(default=None, metadata=LEFT_OUT_OF_IDENTITY)
     budget_s: float | None = field(default=None, metadata=ADDED_LATER)
     device: Device = field(default="auto", metadata=LEFT_OUT_OF_IDENTITY)
-    amp: bool = True
+    precision: Precision = "bf16"
     channels_last: bool = True
     deterministic: bool = True
     progress: bool = field(default=True, metadata=LEFT_OUT_OF_IDENTITY)
@@ -142,6 +162,8 @@ class TrainConfig:
             raise ValueError(f"color_jitter must be in [0, 1), got {self.color_jitter}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         build_loss(self.loss)  # fails early on an unknown loss name
 
 
@@ -156,9 +178,14 @@ class TrainResult:
         epochs_run: Epochs actually run (the last one may be partial when the budget ends in it).
         stopped: What ended training: ``"epochs"`` (all of them ran), ``"early_stopping"``, ``"time_limit"``
             (``max_train_s``) or ``"budget"`` (``budget_s`` spent).
-        seconds: Wall-clock training time.
-        history: One dict per epoch: ``epoch``, ``loss``, ``lr`` (after the epoch's last step), ``val_miou``
-            (NaN when not validated), ``seconds``.
+        seconds: Wall-clock time of the whole loop, validation included.
+        charged_s: Seconds of the budget clock spent on optimiser work (what ``budget_s`` counts).
+        val_s: Wall-clock seconds of the validation passes (not charged to the budget).
+        precision: The precision used (``fp32``, ``bf16``, ``fp16``); ``precision_note`` says why where it is
+            not the one asked for.
+        history: One dict per epoch: ``epoch``, ``train_s`` (budget-clock seconds charged so far), ``loss``,
+            ``val_score`` (validation mean IoU; NaN when not validated), ``lr`` (after the epoch's last step),
+            ``val_s`` (this epoch's validation, wall clock).
     """
 
     norm: Normalization
@@ -167,6 +194,10 @@ class TrainResult:
     epochs_run: int
     stopped: str
     seconds: float
+    charged_s: float = math.nan
+    val_s: float = 0.0
+    precision: str = "fp32"
+    precision_note: str = ""
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -180,6 +211,18 @@ def progress_bar(iterable: Any, *, desc: str, show: bool) -> Any:
     """
     off = not show or os.environ.get("TQDM_DISABLE", "").lower() in {"1", "true", "yes"}
     return tqdm(iterable, desc=desc, leave=False, disable=off)
+
+
+def budget_clock(device: torch.device) -> Callable[[], float]:
+    """The clock a budget counts on ``device``: CPU seconds of this process (every thread) on CPU, so a machine
+    shared with other work stretches the wall time a budget takes but not the work it buys; on CUDA
+    wall-clock seconds after the queued kernels finish."""
+    if device.type == "cuda":
+        def cuda_clock() -> float:
+            torch.cuda.synchronize(device)
+            return time.perf_counter()
+        return cuda_clock
+    return time.process_time
 
 
 def _cosine(progress: float, min_ratio: float) -> float:
@@ -226,7 +269,7 @@ class TrainData(abc.ABC):
         return inputs.to(device, non_blocking=True)
 
     def forward(self, model: nn.Module, x: Tensor) -> Tensor:
-        """The network's outputs for ``x`` (run under autocast on CUDA)."""
+        """The network's outputs for ``x`` (run under the training precision's autocast)."""
         return model(x)
 
     @abc.abstractmethod
@@ -278,24 +321,33 @@ def train_loop(
     seed: int = 0,
     device: torch.device | None = None,
     desc: str = "train",
+    clock: Callable[[], float] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place and leave it holding the best weights (by ``evaluate``).
+
+    Works for any ``nn.Module`` that ``data.forward`` runs. Where precision applies: the model and its inputs
+    go to channels-last memory before the first step (``bf16`` on CPU, any precision on CUDA), and only the
+    forward pass runs under autocast; the loss, the backward's parameter gradients and the optimiser are float32.
 
     Args:
         model: The network ``data.forward`` runs.
         data: Batches and loss.
         config: Loop options (``data`` reads the options about its batches itself).
         evaluate: The validation score of ``model`` as it stands, higher is better; None: no validation, the
-            last epoch's weights are kept.
+            last epoch's weights are kept. Its time is measured apart (wall clock) and not charged to the budget.
         seed: Seeds the batch order and the augmentation (model initialisation is the caller's, before this).
         device: Where to train; None: ``pick_device(config.device)``.
         desc: Progress-bar label.
+        clock: The budget clock (seconds, monotonic); None: ``budget_clock(device)``.
     """
     config.validate()
     device = device or pick_device(config.device)
+    clock = clock or budget_clock(device)
     start_time = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
-    channels_last = config.channels_last and device.type == "cuda"
+    autocast_dtype, precision, precision_note = training_precision(device, config.precision)
+    # Channels-last pays off with bfloat16 on CPU (oneDNN's blocked kernels) and on CUDA (tensor cores).
+    channels_last = config.channels_last and (device.type == "cuda" or autocast_dtype is not None)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -306,6 +358,12 @@ def train_loop(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=config.lr
     )
     budget = config.budget_s
+    charged = 0.0  # budget-clock seconds of optimiser work so far (validation excluded)
+    epoch_start = 0.0  # the budget clock when the current epoch's training began
+
+    def spent_s() -> float:
+        return charged + clock() - epoch_start
+
     if budget is None:
         total_steps = data.steps_per_epoch * config.epochs
         warmup_steps = round(config.warmup_epochs * data.steps_per_epoch)
@@ -318,14 +376,14 @@ def train_loop(
         epochs = itertools.count(1)  # until the budget is spent (or early stopping)
 
         def factor(step: int) -> float:
-            return budget_lr_factor(time.perf_counter() - start_time, budget_s=budget, warmup=warmup, min_ratio=config.min_lr_ratio)
+            return budget_lr_factor(spent_s() if step else 0.0, budget_s=budget, warmup=warmup, min_ratio=config.min_lr_ratio)
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    autocast_dtype = amp_dtype(device, config.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)
 
     best_score, best_epoch, best_state = -math.inf, 0, None
     history: list[dict[str, float]] = []
+    val_total = 0.0
     stopped = "epochs"
     bar = progress_bar(epochs, desc=desc, show=config.progress)
     with deterministic_algorithms(config.deterministic):
@@ -333,6 +391,7 @@ def train_loop(
             model.train()
             losses = []
             spent = False
+            epoch_start = clock()
             for inputs, targets in data.batches(gen):
                 x = data.to_device(inputs, device, channels_last=channels_last)
                 y = targets.to(device, non_blocking=True)
@@ -348,26 +407,30 @@ def train_loop(
                 scaler.update()
                 scheduler.step()
                 losses.append(float(loss.detach()))
-                if budget is not None and time.perf_counter() - start_time >= budget:
+                if budget is not None and spent_s() >= budget:
                     spent = True
                     break
-            record = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": optimizer.param_groups[0]["lr"], "val_miou": math.nan}
+            charged = spent_s()
+            record = {"epoch": epoch, "train_s": charged, "loss": float(np.mean(losses)), "val_score": math.nan,
+                      "lr": optimizer.param_groups[0]["lr"], "val_s": 0.0}
             last = spent or (budget is None and epoch == config.epochs)
             if evaluate is not None and (epoch % config.val_every == 0 or last):
-                record["val_miou"] = score = evaluate()
+                val_start = time.perf_counter()
+                record["val_score"] = score = evaluate()
+                record["val_s"] = time.perf_counter() - val_start
+                val_total += record["val_s"]
                 if score > best_score:  # ties keep the earlier, cheaper-to-reach weights
                     best_score, best_epoch = score, epoch
                     best_state = copy.deepcopy(model.state_dict())
-            record["seconds"] = time.perf_counter() - start_time
             history.append(record)
-            bar.set_postfix(loss=f"{record['loss']:.4f}", val_miou=f"{record['val_miou']:.4f}", best=f"{best_score:.4f}")
+            bar.set_postfix(loss=f"{record['loss']:.4f}", val=f"{record['val_score']:.4f}", best=f"{best_score:.4f}")
             if spent:
                 stopped = "budget"
                 break
             if evaluate is not None and config.patience is not None and epoch - best_epoch >= config.patience:
                 stopped = "early_stopping"
                 break
-            if config.max_train_s is not None and record["seconds"] >= config.max_train_s:
+            if config.max_train_s is not None and time.perf_counter() - start_time >= config.max_train_s:
                 stopped = "time_limit"
                 break
     bar.close()
@@ -375,6 +438,8 @@ def train_loop(
         model.load_state_dict(best_state)
     else:  # no validation split: the last weights are the result
         best_score, best_epoch = math.nan, len(history)
+    if channels_last and device.type == "cpu":  # CPU inference runs in float32, on contiguous memory
+        model.to(memory_format=torch.contiguous_format)
     model.eval()
     return TrainResult(
         norm=data.norm,
@@ -383,6 +448,10 @@ def train_loop(
         epochs_run=len(history),
         stopped=stopped,
         seconds=time.perf_counter() - start_time,
+        charged_s=charged,
+        val_s=val_total,
+        precision=precision,
+        precision_note=precision_note,
         history=history,
     )
 
@@ -398,6 +467,7 @@ def train_model(
     ignore_index: int = IGNORE_INDEX,
     device: torch.device | None = None,
     desc: str = "train",
+    clock: Callable[[], float] | None = None,
 ) -> TrainResult:
     """Train an image-to-mask network with ``train_loop``, selecting weights by validation mean IoU.
 
@@ -411,6 +481,7 @@ def train_model(
         ignore_index: Label of pixels left out of the loss and of validation.
         device: Where to train; None: ``pick_device(config.device)``.
         desc: Progress-bar label.
+        clock: The budget clock (``train_loop``); None: ``budget_clock(device)``.
     """
     config.validate()
     if len(train) == 0:
@@ -423,7 +494,8 @@ def train_model(
     def evaluate() -> float:
         return evaluate_model(
             model, val_list, data.norm, num_classes=num_classes, ignore_index=ignore_index, device=device,
-            amp=config.amp, channels_last=channels_last,
+            amp=config.precision != "fp32", channels_last=channels_last,
         )
 
-    return train_loop(model, data, config=config, evaluate=evaluate if val_list else None, seed=seed, device=device, desc=desc)
+    return train_loop(model, data, config=config, evaluate=evaluate if val_list else None, seed=seed, device=device,
+                      desc=desc, clock=clock)
