@@ -38,6 +38,7 @@ from segbench.report.figures import (
 )
 from segbench.report.format import fmt, fmt_ci, fmt_p
 from segbench.report.prose import dataset_intro, paired_intro, paired_sentence, work_sizes_sentence
+from segbench.report.compute import compute_blocks
 from segbench.report.measures import measures_blocks
 from segbench.report.robustness import label_efficiency_blocks, robustness_blocks
 from segbench.report.training import training_blocks
@@ -84,7 +85,8 @@ def _paired_display(table: pd.DataFrame, label: str) -> pd.DataFrame:
         f"mean Dice {label} A": table["dice_a"].map(fmt),
         f"mean Dice {label} B": table["dice_b"].map(fmt),
         "A − B [95% CI]": [fmt_ci(e, lo, hi) for e, lo, hi in table[["diff", "diff_low", "diff_high"]].to_numpy(float)],
-        "test": table["test"],
+        "test": [f"{t}, df {df:.3g}" + ("" if noise else " (no training noise)")
+                 for t, df, noise in table[["test", "df", "training_noise"]].itertuples(index=False)],
         "p": table["p"].map(fmt_p),
         "Holm p": table["p_holm"].map(fmt_p),
         "verdict": table["verdict"],
@@ -171,7 +173,7 @@ def paired_section(report: Report, dataset: str) -> list[Block]:
         return []
     label = run.headline(dataset)[0]
     paired = paired_table(run, dataset)
-    return [Heading(3, "Paired comparisons"), Para(paired_intro(label, several_seeds=bool((paired["seeds"] > 1).any()))),
+    return [Heading(3, "Paired comparisons"), Para(paired_intro(label, several_seeds=bool((paired["seeds"] > 1).any()), table=paired)),
             Table(_paired_display(paired, label)), Para(paired_sentence(paired, label))]
 
 
@@ -268,6 +270,11 @@ def label_efficiency_section(report: Report, dataset: str) -> list[Block]:
     return label_efficiency_blocks(report.run, dataset, report.fig_dir)
 
 
+def compute_section(report: Report, dataset: str) -> list[Block]:
+    """Scores against training seconds and FLOPs on a budget axis, and time to target (``segbench.report.compute``)."""
+    return compute_blocks(report.run, dataset, report.fig_dir)
+
+
 def robustness_section(report: Report, dataset: str) -> list[Block]:
     """Scores on corrupted test images (``segbench.report.robustness``)."""
     return robustness_blocks(report.run, dataset, report.fig_dir)
@@ -282,7 +289,7 @@ def training_section(report: Report, dataset: str) -> list[Block]:
 Section = Callable[[Report, str], list[Block]]
 #: A dataset's part of the report, in order; add a section here (a function of the report and a dataset).
 DATASET_SECTIONS: list[Section] = [scores_section, paired_section, per_class_section, measures_section, grid_section,
-                                   label_efficiency_section, robustness_section, training_section]
+                                   label_efficiency_section, compute_section, robustness_section, training_section]
 
 
 def overview_section(report: Report) -> list[Block]:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "GridRow",
     "accuracy_latency_figure",
-    "budget_figure",
+    "compute_figure",
     "confusion_figure",
     "learning_curves_figure",
     "degradation_figure",
@@ -533,20 +533,54 @@ def label_efficiency_figure(tables: Mapping[str, pd.DataFrame], labels: Mapping[
     return fig
 
 
-def budget_figure(table: pd.DataFrame, *, dataset: str, label: str) -> Figure:
-    """Score against training budget, a line per method (``segbench run --budget-s 30,90,270``).
+def compute_figure(table: pd.DataFrame, *, x: str, xlabel: str, ylabel: str, dataset: str) -> Figure | None:
+    """Score against training compute (log axis), 95% intervals: a line per deep method's budget sweep (a
+    linestyle per training fraction when there are several), classical methods as squares at their ``x``, or,
+    where they have no value of ``x`` (no FLOPs count), as dotted horizontal lines with their interval as a band.
 
     Args:
-        table: Columns ``method, budget_s, score`` (mean over the method's test images at that budget).
-        dataset: Title.
-        label: What the score is (axis label).
+        table: ``compute.compute_table``.
+        x: The column on the x axis (``train_s`` or ``train_flops``).
+        xlabel, ylabel, dataset: Axis labels and the title.
+
+    Returns:
+        None when no deep method has a value of ``x``.
     """
-    plt, sns = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
-    sns.lineplot(data=table, x="budget_s", y="score", hue="method", marker="o", ax=ax)
-    ax.set(xscale="log", xlabel="training budget (s of the budget clock)", ylabel=label, title=dataset)
-    ax.set_xticks(sorted(table["budget_s"].unique()), [f"{b:g}" for b in sorted(table["budget_s"].unique())])
-    ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    _, sns = _pyplot()
+    deep = table[(table["family"] == "deep") & table["budget_s"].notna() & table[x].notna()]
+    if deep.empty:
+        return None
+    methods = sorted(table["method"].unique())
+    palette = dict(zip(methods, sns.color_palette("colorblind" if len(methods) <= 10 else "tab20", len(methods))))
+    styles = dict(zip(sorted(table["train_fraction"].unique(), reverse=True), ["-", "--", "-.", ":"] * 4))
+    several = len(styles) > 1
+    fig, (ax,) = _panels(1, 6.4, 4.2)
+    x_range = (deep[x].min(), deep[x].max())
+    for (method, fraction), rows in table.groupby(["method", "train_fraction"], sort=True):
+        colour, family = palette[method], rows["family"].iloc[0]
+        name = method + (f", {rows['n_train'].iloc[0]:.0f} images" if several else "")
+        err = np.nan_to_num(np.vstack([rows["score"] - rows["score_low"], rows["score_high"] - rows["score"]]))
+        if family == "deep":
+            rows = rows[rows[x].notna()]
+            err = np.nan_to_num(np.vstack([rows["score"] - rows["score_low"], rows["score_high"] - rows["score"]]))
+            ax.errorbar(rows[x], rows["score"], yerr=err, fmt="o", ls=styles[fraction], ms=4, capsize=3, color=colour,
+                        label=f"{name} (deep)")
+        elif rows[x].notna().all():
+            ax.errorbar(rows[x], rows["score"], yerr=err, fmt="s", ms=6, capsize=3, color=colour, mfc="none",
+                        label=f"{name} (classical)")
+        else:
+            r = rows.iloc[0]
+            ax.plot(x_range, [r["score"]] * 2, ls=":", color=colour, label=f"{name} (classical, no {x.split('_')[-1]})")
+            if not np.isnan(r["score_low"]):
+                ax.fill_between(x_range, r["score_low"], r["score_high"], color=colour, alpha=0.12, lw=0)
+    ax.set_xscale("log")
+    if x == "train_s":  # seconds read better as 2, 30, 270 than as powers of ten
+        from matplotlib.ticker import FuncFormatter  # with pyplot: matplotlib is imported late
+
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "25" else ""))
+    ax.set(title=dataset, xlabel=xlabel, ylabel=ylabel)
+    ax.legend(fontsize=6, loc="best")
     fig.tight_layout()
     return fig
 

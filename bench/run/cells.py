@@ -172,7 +172,7 @@ def _evaluate(task: CellTask) -> CellOutcome:
         "scored_class": dataset.headline_class(),  # what the headline Dice/IoU score: a class, or "mean"
         "latency_timed": "pending" if task.defer_latency else "in cell",
         # empty where no network was trained:
-        **{k: method.train_info.get(k) for k in TRAIN_COLUMNS},
+        **{k: method.train_info.get(k) for k in (*TRAIN_COLUMNS, "weights", "weights_sha256", "weights_source")},
     }
     after = {"method_config": json.dumps(method.config(), default=str)}
     for scored in (clean, *variants):

@@ -18,6 +18,8 @@ __all__ = ["environment", "cpu_name", "device_name", "load_average", "loaded_mac
 _PACKAGES = (
     "segbench", "numpy", "scipy", "scikit-image", "scikit-learn", "torch", "pandas", "seaborn",
     "matplotlib", "pillow", "pydensecrf2", "PyMaxflow", "pytest-benchmark",
+    # the zoo extra (None where not installed)
+    "torchvision", "segmentation-models-pytorch", "timm", "huggingface-hub",
 )
 
 
