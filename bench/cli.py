@@ -20,8 +20,6 @@ from segbench.datasets import DATASETS, DataError
 from segbench.datasets.base import COMMON_OPTIONS, dataset_entries
 from segbench.datasets.transforms import parse_size
 from segbench.datasets.validate import validate_dataset
-from segbench.measure.latency import method_latency_table
-from segbench.measure.latency_report import latency_markdown
 from segbench.measure.roofline import accelerator
 from segbench.methods import METHODS, STAGES, SetupError, core_methods, split_spec
 from segbench.options import UsageError, csv_of, option_types, parse_assignments, split_csv, typed_options
@@ -29,8 +27,10 @@ from segbench.registry import ImportFailed, UnknownNameError, import_modules
 from segbench.report import RunData, brief_table, write_report
 from segbench.report.summary_table import summary_table
 from segbench.report.figures import save_figure, throughput_figure
+from segbench.report.latency import latency_markdown
 from segbench.run import settings as run_settings
 from segbench.run.environment import environment, loaded_machine
+from segbench.run.latency import method_latency_table
 from segbench.run.runner import RunConfig, run
 
 __all__ = ["main", "method_options", "dataset_options"]

@@ -27,7 +27,8 @@ import torch
 from segbench.datasets.base import IGNORE_INDEX, Sample
 from segbench.datasets.io import to_rgb
 from segbench.datasets.transforms import WorkSize, resize_image, resize_mask, resize_proba, work_shape
-from segbench.methods.prediction import Prediction, Stopwatch, labels_from_proba
+from segbench.measure.latency import Stopwatch
+from segbench.methods.prediction import Prediction, labels_from_proba
 from segbench.methods.tiling import Tiling
 from segbench.registry import Registry
 

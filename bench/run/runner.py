@@ -53,6 +53,7 @@ from segbench.datasets.splits import (
 from segbench.datasets.validate import missing_classes, validate_dataset
 from segbench.methods import METHODS, IncompatibleError, SetupError, build_method, split_spec
 from segbench.methods.tiling import Tiling
+from segbench.files import write_atomic
 from segbench.registry import import_modules
 from segbench.run import settings as run_settings
 from segbench.run.cells import CellOutcome, CellTask, evaluate_cell, failed_outcome, time_latency
@@ -61,11 +62,11 @@ from segbench.run.executors import make_executor
 from segbench.run.folder import RunFolder
 from segbench.run.records import (
     KEY_COLUMNS,
+    case_collisions,
     dataset_record,
     dataset_record_problems,
     load_tables,
     slug,
-    write_atomic,
     write_dataset_records,
 )
 from segbench.run.records import stable_hash as _hash
@@ -241,6 +242,10 @@ def preflight(config: RunConfig, *, progress: bool = True, log: Callable[[str], 
             continue
         dataset = report.built
         problems += [f"{entry.name}: {p}" for p in split_file_problems(config.split_file, dataset.ids())]
+        if config.save_predictions:  # predictions are saved as <image id>.png (records.image_file_stem)
+            problems += [f"{entry.name}: image ids {x!r} and {y!r} differ only by case, so their saved predictions would "
+                         "be one file on a case-insensitive file system (Windows, macOS); rename one of the images, or "
+                         "run without --save-predictions" for x, y in case_collisions(dataset.ids())]
         if config.folds is not None and len(dataset.ids()) < 2 * config.folds:
             problems.append(f"{entry.name}: --folds {config.folds} needs at least {2 * config.folds} images (a train and a "
                             f"test image per fold), the dataset has {len(dataset.ids())}; give --folds "
