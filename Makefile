@@ -1,6 +1,10 @@
 # `make bench`: create .venv if missing, install segbench, run the default suite on the embedded dataset.
 # `make test`:  run the whole test suite in that environment.
 PYTHON ?= python3
+# `make zoo` and `make test-zoo` work in their own venv (torchvision needs another torch than the core's).
+ifneq ($(filter zoo test-zoo,$(MAKECMDGOALS)),)
+VENV ?= .venv-zoo
+endif
 VENV ?= .venv
 BIN := $(VENV)/bin
 # This machine has the CPU build of torch 2.13.0 on disk; a plain `torch` would pull a multi-GB CUDA build.
@@ -10,7 +14,7 @@ TORCH_SPEC ?= torch==2.13.0
 OUT ?= results/bench-default
 PYTEST_ARGS ?=
 
-.PHONY: install bench test bench-baseline bench-check clean
+.PHONY: install bench test zoo test-zoo bench-baseline bench-check clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +23,22 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 install: $(BIN)/.installed
+
+# The model zoo (segbench[zoo]: torchvision, segmentation-models-pytorch, timm) in its own venv, .venv-zoo by
+# default: torchvision 0.29.1 does not import beside the core's torch 2.13.0, and the only torch 2.14.1 on this
+# machine's mirror is the CUDA build (5.5 GB; it runs on the CPU). `.venv` keeps torch 2.13.0 for the core.
+ZOO_TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+$(BIN)/.installed-zoo: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch, torchvision" 2>/dev/null || $(BIN)/python -m pip install $(ZOO_TORCH_SPEC)
+	$(BIN)/python -m pip install -e ".[dev,zoo]"
+	touch $(BIN)/.installed $@
+
+zoo: $(BIN)/.installed-zoo
+
+# The zoo's tests (they skip in a venv without the extra).
+test-zoo: zoo
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest tests/test_zoo.py $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/segbench run --datasets synthetic,synthetic-multiclass --quick --out $(OUT)
@@ -38,4 +58,4 @@ bench-check: install
 	$(BIN)/python -m pytest tests/benchmarks --benchmark-enable --benchmark-compare --benchmark-compare-fail=median:$(BENCH_TOLERANCE)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .benchmarks
+	rm -rf .venv .venv-zoo .pytest_cache .benchmarks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shlex
@@ -19,24 +20,24 @@ from segbench.datasets import DATASETS, DataError
 from segbench.datasets.base import COMMON_OPTIONS, dataset_entries
 from segbench.datasets.transforms import parse_size
 from segbench.datasets.validate import validate_dataset
-from segbench.measure.latency import method_latency_table
-from segbench.measure.latency_report import latency_markdown
 from segbench.measure.roofline import accelerator
-from segbench.methods import METHODS, STAGES, split_spec
+from segbench.methods import METHODS, STAGES, SetupError, core_methods, split_spec
 from segbench.options import UsageError, csv_of, option_types, parse_assignments, split_csv, typed_options
 from segbench.registry import ImportFailed, UnknownNameError, import_modules
 from segbench.report import RunData, brief_table, write_report
 from segbench.report.summary_table import summary_table
 from segbench.report.figures import save_figure, throughput_figure
+from segbench.report.latency import latency_markdown
 from segbench.run import settings as run_settings
 from segbench.run.environment import environment, loaded_machine
+from segbench.run.latency import method_latency_table
 from segbench.run.runner import RunConfig, run
 
 __all__ = ["main", "method_options", "dataset_options"]
 
 #: Errors in what the user gave (flags, names, data files): one line, exit 2. Anything else is a bug and
 #: keeps its traceback.
-USER_ERRORS = (UsageError, DataError, UnknownNameError, ImportFailed)
+USER_ERRORS = (UsageError, DataError, UnknownNameError, ImportFailed, SetupError)
 
 
 def method_options(items: list[str] | None, methods: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -74,8 +75,9 @@ DEFAULT_PIPELINES = ("slic+crf", "deeplab+crf")
 
 
 def default_methods() -> list[str]:
-    """What ``--methods`` means when not given: every registered method, then ``DEFAULT_PIPELINES``."""
-    names = METHODS.names()
+    """What ``--methods`` means when not given: every registered method that needs no optional extra (the zoo
+    runs when named), then ``DEFAULT_PIPELINES``."""
+    names = core_methods()
     return names + [spec for spec in DEFAULT_PIPELINES if split_spec(spec)[0] in names]
 
 
@@ -90,6 +92,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
         flags = [cls.family, "trains" if cls.needs_training else "no training"]
         flags += ["gpu"] if cls.supports_gpu else []
         flags += ["binary only"] if cls.binary_only else []
+        if cls.extra:
+            installed = all(importlib.util.find_spec(m) is not None for m in cls.extra_modules)
+            flags += [f"needs segbench[{cls.extra}]: {', '.join(cls.extra_modules)}"
+                      f" ({'installed' if installed else f'not installed; make {cls.extra}'})"]
         print(f"  {name:<22} {_describe(cls)} [{', '.join(flags)}]")
     print("Stages (append with +, e.g. slic+crf):")
     for name in STAGES.names():
@@ -177,7 +183,9 @@ def _cmd_latency(args: argparse.Namespace) -> int:
             raise UsageError(f"--device {args.device}: CUDA is not available here; use --device cpu")
     methods = split_csv(args.methods) if args.methods else default_methods()
     for spec in methods:
-        split_spec(spec)  # unknown names fail here, listing the known ones, before any timing
+        problem = METHODS.get(split_spec(spec)[0]).unavailable()  # unknown names fail here, listing the known ones
+        if problem:  # a missing optional extra, before any timing
+            raise SetupError(problem)
     out = _writable_folder(Path(args.out or f"results/latency-{datetime.now():%Y%m%d-%H%M%S}"))
     batches = _positive_ints(args.batch, "--batch")
     if args.roofline:
@@ -212,11 +220,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if not (Path(args.run_dir) / "summary.csv").is_file():
         raise UsageError(f"{args.run_dir}: no summary.csv; give a run folder written by 'segbench run'")
     out = _writable_folder(Path(args.out) if args.out else Path(args.run_dir))
-    text = write_report(args.run_dir, out_dir=out, formats=formats, figures=not args.no_figures)  # type: ignore[arg-type]
-    if "md" in formats:
-        print(text)
+    write_report(args.run_dir, out_dir=out, formats=formats, figures=not args.no_figures)  # type: ignore[arg-type]
+    print((out / "verdict.txt").read_text(), end="")
     written = [str(out / f"report.{f}") for f in formats] + ([str(out / "figures")] if not args.no_figures else [])
-    print(f"\nWritten: {', '.join(written)}")
+    print(f"\nWritten: {', '.join(written + [str(out / 'tables')])}")
     return 0
 
 

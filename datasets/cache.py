@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from segbench.datasets.errors import DataError
+from segbench.files import write_atomic
 
 __all__ = ["CACHE_VERSION", "CACHE_ENV", "cache_dir", "cached_decode", "content_key"]
 
@@ -72,18 +72,15 @@ def _load(entry: Path) -> np.ndarray | None:
         return None
 
 
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.save would add ".npy" to a temporary name
+        np.save(f, array, allow_pickle=False)
+
+
 def _store(entry: Path, array: np.ndarray) -> None:
-    tmp = entry.with_name(f".{entry.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-        os.replace(tmp, entry)  # atomic: readers see the old entry, no entry, or the whole new one
+    try:  # atomic: readers see the old entry, no entry, or the whole new one
+        write_atomic(entry, lambda p: _write_npy(p, array))
     except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         root = str(entry.parents[3])
         if root not in _warned:  # once per folder: a read-only cache must not flood the log
             _warned.add(root)

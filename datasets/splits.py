@@ -10,6 +10,7 @@ import numpy as np
 
 from segbench.datasets.base import SegmentationDataset
 from segbench.datasets.errors import DataError
+from segbench.files import write_atomic
 
 __all__ = [
     "SPLITS",
@@ -213,11 +214,16 @@ def split_file_problems(path: str | Path | None, ids: Sequence[str]) -> list[str
 
 
 def write_split_file(split: dict[str, list[str]], path: str | Path) -> None:
-    with Path(path).open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["image_id", "split"])
-        for name in SPLITS:
-            writer.writerows([i, name] for i in split[name])
+    """Write ``split`` as ``image_id,split`` rows, atomically (a reader never sees half a split)."""
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["image_id", "split"])
+            for name in SPLITS:
+                writer.writerows([i, name] for i in split[name])
+
+    write_atomic(path, write)
 
 
 def dataset_split(

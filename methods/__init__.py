@@ -6,6 +6,7 @@ from segbench.methods.base import (
     IncompatibleError,
     Method,
     Pipeline,
+    SetupError,
     Stage,
     build_method,
     labels_to_proba,
@@ -15,7 +16,7 @@ from segbench.methods.prediction import Prediction
 
 # Importing a module registers what it defines (one module per method family).
 from segbench.methods.classical import constant, graphcut, pixel_classifier, slic, threshold  # noqa: E402,F401
-from segbench.methods.deep import deeplab, fcn, segnet, sliding_window, unet  # noqa: E402,F401
+from segbench.methods.deep import deeplab, fcn, segnet, sliding_window, unet, zoo  # noqa: E402,F401
 from segbench.methods.stages import crf, morph, tta  # noqa: E402,F401
 
 __all__ = [
@@ -25,8 +26,15 @@ __all__ = [
     "Method",
     "Pipeline",
     "Prediction",
+    "SetupError",
     "Stage",
+    "core_methods",
     "build_method",
     "labels_to_proba",
     "split_spec",
 ]
+
+
+def core_methods() -> list[str]:
+    """Registered methods that need no optional extra: what the default suite runs and the core's tests cover."""
+    return [name for name in METHODS.names() if METHODS.get(name).extra is None]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import importlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,7 +27,8 @@ import torch
 from segbench.datasets.base import IGNORE_INDEX, Sample
 from segbench.datasets.io import to_rgb
 from segbench.datasets.transforms import WorkSize, resize_image, resize_mask, resize_proba, work_shape
-from segbench.methods.prediction import Prediction, Stopwatch, labels_from_proba
+from segbench.measure.latency import Stopwatch
+from segbench.methods.prediction import Prediction, labels_from_proba
 from segbench.methods.tiling import Tiling
 from segbench.registry import Registry
 
@@ -37,6 +39,7 @@ __all__ = [
     "Stage",
     "Pipeline",
     "IncompatibleError",
+    "SetupError",
     "build_method",
     "split_spec",
     "labels_to_proba",
@@ -45,6 +48,11 @@ __all__ = [
 
 class IncompatibleError(ValueError):
     """A method cannot run on a dataset by design (e.g. a binary-only method on a multi-class dataset)."""
+
+
+class SetupError(ValueError):
+    """A method cannot be set up as asked here: its optional extra is not installed, or its weights file is
+    missing, unreachable or does not fit. The message is one line naming the fix (the CLI exits 2 with it)."""
 
 
 @dataclasses.dataclass
@@ -76,6 +84,9 @@ class Method(abc.ABC):
     - ``binary_only``: only two-class datasets (the runner records other cells as skipped).
     - ``default_work_size``: the resolution the method works at unless ``--size`` says otherwise.
     - ``quick_options``: option overrides for small budgets (the default suite, tests).
+    - ``extra``: the optional dependency group (``pip install 'segbench[<extra>]'``) the method needs beyond
+      the core, with ``extra_modules`` the modules it brings; None for the core's methods. Methods with an
+      extra are left out of the default suite and run when named.
 
     Options are a dataclass ``Options`` nested in the subclass; ``self.opts`` holds the validated values.
     """
@@ -88,6 +99,8 @@ class Method(abc.ABC):
     binary_only: ClassVar[bool] = False
     default_work_size: ClassVar[WorkSize] = None
     quick_options: ClassVar[dict[str, Any]] = {}
+    extra: ClassVar[str | None] = None
+    extra_modules: ClassVar[tuple[str, ...]] = ()
     Options: ClassVar[type] = NoOptions
     #: Where the method computes; deep methods set it from their ``device`` option.
     device: torch.device = torch.device("cpu")
@@ -127,6 +140,25 @@ class Method(abc.ABC):
         self.fitted = False
         self.tiling = tiling
         self.artifacts_dir: Path | None = Path(artifacts_dir) if artifacts_dir is not None else None
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this method cannot run in this environment (its extra's modules do not import), or None.
+
+        Imports the modules, so a package that is installed but broken (e.g. a torchvision built for another
+        torch) counts as missing too."""
+        problems = []
+        for module in cls.extra_modules:
+            try:
+                importlib.import_module(module)
+            except Exception as exc:  # ImportError, or a broken install failing at import time
+                problems.append(module if isinstance(exc, ModuleNotFoundError) and exc.name == module
+                                else f"{module}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        if not problems:
+            return None
+        return (f"{cls.name} needs the optional extra {cls.extra!r}, which is not installed here ({'; '.join(problems)}): "
+                f"pip install 'segbench[{cls.extra}]' into a venv whose torch matches it, or run `make {cls.extra}` "
+                f"(it builds .venv-{cls.extra})")
 
     # -- public API -------------------------------------------------------------------------------------
 
@@ -226,6 +258,15 @@ class Method(abc.ABC):
         cost depends on what they learned keep the default, and ``segbench latency`` fits them instead.
         """
         return False
+
+    def setup(self) -> dict[str, Any]:
+        """Fetch and check what the method needs beyond the data (a pretrained weights file), before any cell runs;
+        returns its provenance for ``environment.json`` (empty: nothing needed).
+
+        Raises:
+            SetupError: it cannot be had here; the message names the fix.
+        """
+        return {}
 
     def config(self) -> dict[str, Any]:
         """Everything that identifies this method's settings in records."""
@@ -346,6 +387,9 @@ class Pipeline(Method):
     def prepare_untrained(self) -> bool:
         """Prepare the base method for timing; the stages still need ``fit_stages`` (``fit`` would fit the base)."""
         return self.base.prepare_untrained()
+
+    def setup(self) -> dict[str, Any]:
+        return self.base.setup()
 
     def cost(self, shape: tuple[int, int]) -> dict[str, float]:
         """The base method's cost (stages are not counted)."""

@@ -10,7 +10,6 @@ at a fraction of its cost. Full-resolution probabilities are computed only when 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Prediction", "Stopwatch", "labels_from_proba", "label_dtype"]
+__all__ = ["Prediction", "labels_from_proba", "label_dtype"]
 
 
 def label_dtype(num_classes: int) -> np.dtype:
@@ -65,36 +64,6 @@ def labels_from_proba(proba: torch.Tensor | np.ndarray, shape: tuple[int, int]) 
         torch.maximum(labels, candidate, out=labels)
         torch.maximum(best, current, out=best)
     return labels.cpu().numpy()
-
-
-class Stopwatch:
-    """Splits one inference into the method's own work and the harness's overhead (milliseconds).
-
-    On CUDA each split waits for queued kernels first, so work is charged to the part that launched it.
-    """
-
-    def __init__(self, device: torch.device | str) -> None:
-        self.cuda = torch.device(device).type == "cuda"
-        self.model_ms = 0.0
-        self.overhead_ms = 0.0
-        self._last = self._now()
-
-    def _now(self) -> float:
-        if self.cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
-    def lap(self, part: str) -> None:
-        """Charge the time since the previous lap to ``part`` (``"model"`` or ``"overhead"``)."""
-        now = self._now()
-        ms = (now - self._last) * 1e3
-        if part == "model":
-            self.model_ms += ms
-        elif part == "overhead":
-            self.overhead_ms += ms
-        else:
-            raise ValueError(f"unknown part {part!r}; use 'model' or 'overhead'")
-        self._last = now
 
 
 @dataclass

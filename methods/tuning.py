@@ -1,13 +1,18 @@
-"""Choosing a setting on held-out images: the score every tuning grid uses, and the choice itself.
+"""Model selection: the one score every choice made on held-out images uses, and the choice itself.
 
-The score is ``segbench.measure.metrics``' per-image mean IoU (the one scoring rule: a class absent from
-an image's truth and prediction is left out, never scored 1). Two degenerate cases need a defined outcome
-here, because a grid search must return *some* setting:
+**The selection score** is the dataset-level mean IoU over classes of the held-out images (the validation
+split, or the training split where a method has none): the images' confusion matrices are summed, then
+scored by ``segbench.measure.metrics`` (the one scoring rule), as the field reports mIoU. It decides
 
-* A held-out image with no scored pixel (all ignored) has no IoU; it is left out of the mean over images,
-  as in metrics' ``"per_image"`` aggregation. It would count the same for every setting anyway.
-* When no held-out image has a scored pixel, every setting's score is NaN: ``best_index`` then keeps the
-  first setting of the grid, as an argmax over equal scores would.
+* every tuning grid: the CRF's kernel widths and weight (``methods/stages/crf.py``), the graph cut's pairwise
+  weight and GrabCut's margin (``methods/classical/graphcut.py``);
+* Otsu's channel and polarity, on the training images (``methods/classical/threshold.py``);
+* the epoch whose weights a deep method keeps (``methods/deep/inference.py``, ``sliding_window.py``).
+
+Pooling pixels weighs every held-out pixel the same, so a small image cannot swing the choice, and a class
+absent from one image does not make that image's mean IoU undefined. Degenerate cases: a held-out image
+with no scored pixel adds nothing; when no held-out pixel is scored the score is NaN for every candidate,
+and ``best_index`` then keeps the first one, as an argmax over equal scores would.
 """
 
 from __future__ import annotations
@@ -20,22 +25,43 @@ import numpy as np
 from segbench.datasets.base import Sample
 from segbench.measure.metrics import ConfusionMatrix
 
-__all__ = ["best_index", "mean_image_iou"]
+__all__ = ["SelectionScore", "best_index", "selection_score"]
 
 
-def mean_image_iou(preds: Sequence[np.ndarray], samples: Sequence[Sample], num_classes: int, ignore_index: int) -> float:
-    """Mean over images of each image's mean IoU over classes (the tuning score); NaN when nothing is scored.
+class SelectionScore:
+    """The selection score accumulated one held-out image at a time (``update``, then ``value``).
 
     Args:
-        preds: ``(H, W)`` integer label maps, one per sample.
-        samples: The held-out samples (their masks and ignore masks).
         num_classes: ``C``.
         ignore_index: Truth value left out of the score.
     """
-    metric = ConfusionMatrix(num_classes, ignore_index=ignore_index)
+
+    def __init__(self, num_classes: int, *, ignore_index: int | None = 255) -> None:
+        self._meter = ConfusionMatrix(num_classes, ignore_index=ignore_index)
+
+    def update(self, truth: np.ndarray, pred: np.ndarray, *, ignore_mask: np.ndarray | None = None) -> None:
+        """Add one image: ``(H, W)`` truth and integer prediction, and its optional ignore mask."""
+        self._meter.update(truth, pred, ignore_mask=ignore_mask)
+
+    def value(self) -> float:
+        """Dataset-level mean IoU of the images so far; NaN when no pixel was scored."""
+        return float(self._meter.compute()["dataset"]["mean_iou"])
+
+
+def selection_score(preds: Sequence[np.ndarray], samples: Sequence[Sample], num_classes: int,
+                    ignore_index: int | None) -> float:
+    """The selection score of label maps on their held-out samples (masks and ignore masks).
+
+    Args:
+        preds: ``(H, W)`` integer label maps, one per sample.
+        samples: The held-out samples.
+        num_classes: ``C``.
+        ignore_index: Truth value left out of the score.
+    """
+    score = SelectionScore(num_classes, ignore_index=ignore_index)
     for pred, sample in zip(preds, samples, strict=True):
-        metric.update(sample.mask, pred, ignore_mask=sample.ignore)
-    return float(metric.compute()["per_image"]["mean_iou"])
+        score.update(sample.mask, pred, ignore_mask=sample.ignore)
+    return score.value()
 
 
 def best_index(scores: Sequence[float], *, tol: float = 0.0) -> int:

@@ -14,7 +14,7 @@ from sklearn.metrics import jaccard_score
 
 from helpers import assert_beats_chance, best_constant_score
 from segbench.datasets import DATASETS, Sample
-from segbench.methods import METHODS, build_method
+from segbench.methods import METHODS, build_method, core_methods
 from segbench.methods.deep import CHECKPOINT_NAME, DeepMethod
 from segbench.methods.deep.losses import build_loss
 from segbench.methods.deep import training
@@ -25,7 +25,7 @@ from segbench.methods.deep.inference import Normalization, evaluate_model
 from segbench.methods.deep.training import TrainConfig, lr_factor, progress_bar, train_model
 from segbench.run.runner import RunConfig, run
 
-DEEP = [name for name in METHODS.names() if METHODS.get(name).family == "deep"]
+DEEP = [name for name in core_methods() if METHODS.get(name).family == "deep"]  # the zoo: tests/test_zoo.py
 
 
 def _tiny(name: str, num_classes: int = 2, *, artifacts_dir=None, **options) -> DeepMethod:

@@ -8,10 +8,10 @@ from sklearn.metrics import balanced_accuracy_score
 
 from helpers import assert_beats_chance, best_constant_score, requires_data, write_isbi_dataset
 from segbench.datasets import DATASETS, build_dataset
-from segbench.methods import METHODS, build_method
+from segbench.methods import METHODS, build_method, core_methods
 
 #: Read at import: test modules register their own methods only inside fixtures (see tests/conftest.py).
-REAL_METHODS = METHODS.names()
+REAL_METHODS = core_methods()  # the zoo needs an extra: tests/test_zoo.py
 #: Methods that learn membranes within the quick budget of these tests. The others (the FCNs, DeepLab, SegNet
 #: from a few 48x48 slices, and GrabCut, whose box prior does not fit EM) predict all "cell" or close to it
 #: here (balanced accuracy 0.50-0.58 on the fixture when measured), so pixel accuracy (~0.9 for all "cell")

@@ -1,4 +1,5 @@
-"""The package's modules import each other without cycles (a cycle forces a hidden import inside a function)."""
+"""The package's modules import each other without cycles (a cycle forces a hidden import inside a function),
+and only down the house: each module imports its own floor or those below (docs/architecture.md, "The floors")."""
 
 from __future__ import annotations
 
@@ -57,3 +58,56 @@ def test_no_import_cycles():
     graph.remove_edges_from([(a, b) for a, b in graph.edges if a.startswith(b + ".")])
     cycles = list(nx.simple_cycles(graph))
     assert not cycles, f"import cycles: {cycles}"
+
+
+#: The floors of the house, bottom first: a module may import its own floor and those below, never above.
+FLOORS = [
+    ("ground", ("segbench", "segbench.options", "segbench.registry", "segbench.files")),
+    ("measure", ("segbench.measure",)),
+    ("datasets", ("segbench.datasets",)),
+    ("methods", ("segbench.methods",)),
+    ("run", ("segbench.run",)),
+    ("report", ("segbench.report",)),
+    ("cli", ("segbench.cli",)),
+]
+
+
+def floor_of(module: str) -> int:
+    """The floor of a module: the one whose longest listed prefix names it (``segbench`` alone: the package)."""
+    best = max(((len(p), i) for i, (_, prefixes) in enumerate(FLOORS) for p in prefixes
+                if module == p or (p != "segbench" and module.startswith(p + "."))), default=None)
+    if best is None:
+        raise LookupError(f"{module} is on no floor: add it to FLOORS in tests/test_imports.py and docs/architecture.md")
+    return best[1]
+
+
+def upward_imports(graph: nx.DiGraph) -> list[str]:
+    return [f"{a} ({FLOORS[floor_of(a)][0]}) imports {b} ({FLOORS[floor_of(b)][0]})"
+            for a, b in graph.edges if floor_of(b) > floor_of(a)]
+
+
+def test_every_module_is_on_a_floor():
+    for module in import_graph():
+        floor_of(module)  # raises for a module no floor lists
+
+
+def test_imports_run_only_down_the_house():
+    assert not upward_imports(import_graph())
+
+
+def test_measure_imports_nothing_of_run_report_datasets_or_methods():
+    graph = import_graph()
+    measure = [m for m in graph if m.startswith("segbench.measure")]
+    assert "segbench.measure.latency" in measure and "segbench.measure.metrics" in measure
+    above = ("segbench.run", "segbench.report", "segbench.datasets", "segbench.methods", "segbench.cli")
+    assert not [(a, b) for a in measure for b in graph.successors(a) if b.startswith(above)]
+
+
+def test_the_floor_check_fails_on_an_upward_import():
+    graph = import_graph()
+    graph.add_edge("segbench.measure.metrics", "segbench.run.records")  # as if metrics imported the runner
+    graph.add_edge("segbench.datasets.io", "segbench.methods.base")
+    assert sorted(upward_imports(graph)) == [
+        "segbench.datasets.io (datasets) imports segbench.methods.base (methods)",
+        "segbench.measure.metrics (measure) imports segbench.run.records (run)",
+    ]

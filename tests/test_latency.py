@@ -11,8 +11,10 @@ import pytest
 import torch
 
 import segbench.measure.latency as latency
+import segbench.run.latency as run_latency
 from segbench.cli import main
-from segbench.measure.latency import measure, method_latency_table
+from segbench.measure.latency import measure
+from segbench.run.latency import method_latency_table
 
 
 def test_warmup_is_excluded_and_repeats_honoured():
@@ -112,6 +114,6 @@ def test_a_pipeline_is_timed_around_an_untrained_base_without_training_it(monkey
     from segbench.methods.deep.method import DeepMethod
 
     monkeypatch.setattr(DeepMethod, "_fit", lambda self, *a, **k: pytest.fail("the base network was trained"))
-    method, _, prepared = latency._timing_method("unet+crf", (48, 40), device="cpu", amp=False, seed=0)
+    method, _, prepared = run_latency._timing_method("unet+crf", (48, 40), device="cpu", amp=False, seed=0)
     assert prepared == "untrained" and method.fitted and method.base.fitted
     assert method.predict(np.zeros((40, 48, 3), np.uint8)).shape == (40, 48)

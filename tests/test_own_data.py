@@ -18,12 +18,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from helpers import blob_pair, write_folder_dataset
+from helpers import blob_pair, write_folder_dataset, write_ph2_dataset
 from segbench.cli import dataset_options, main, method_options
 from segbench.datasets import DATASETS, DataError
 from segbench.datasets.base import dataset_entries
 from segbench.datasets.validate import validate_dataset
-from segbench.run.records import image_file_stem, image_id_from_stem, prediction_path
+from segbench.methods import METHODS
+from segbench.run.records import case_collisions, image_file_stem, image_id_from_stem, prediction_path
 from segbench.run.runner import CellOutcome, RunConfig, run
 
 
@@ -164,15 +165,53 @@ def test_a_class_no_test_mask_holds_is_a_loud_warning(tmp_path, capsys):
 
 # -- prediction file names ----------------------------------------------------------------------------------
 
-IDS = ["lésion 1", "lèsion 1", "病变", "图像", "Case", "case", ".hidden", "a b", "a%20b", "a_b", "100%", "x.png"]
+IDS = ["lésion 1", "lèsion 1", "病变", "图像", "Case", "case", ".hidden", "a b", "a%20b", "a_b", "100%", "x.png", "CON",
+       "nul.tif", "IMD002", "0001TP_008550", "%49%4D%44002"]
+#: Characters a name may hold on every common file system (plus % for the escapes).
+SAFE_NAME = re.compile(r"[A-Za-z0-9_.%-]+")
+WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 
 
-def test_prediction_names_are_reversible_and_collision_free():
+def test_prediction_names_are_the_ids_where_safe_and_escaped_where_not():
     stems = [image_file_stem(i) for i in IDS]
-    assert [image_id_from_stem(s) for s in stems] == IDS
-    assert len({s.casefold() for s in stems}) == len(IDS)  # distinct on a case-insensitive file system too
-    assert not any(s.startswith(".") or "/" in s or " " in s for s in stems)
-    assert image_file_stem("img_01-a") == "img_01-a"  # plain ids stay readable
+    assert [image_id_from_stem(s) for s in stems] == IDS  # reversible, so two ids never share a name
+    for stem in stems:
+        assert SAFE_NAME.fullmatch(stem) and not stem.startswith(".")
+        assert stem.split(".")[0].upper() not in WINDOWS_DEVICES
+    readable = ["IMD002", "0001TP_008550", "Case", "case", "a_b", "x.png", "img_01-a", "A.b-C_d"]
+    assert [image_file_stem(i) for i in readable] == readable
+    assert image_file_stem(".hidden") == "%2Ehidden" and image_file_stem("a b") == "a%20b"
+    assert image_file_stem("100%") == "100%25" and image_file_stem("CON") == "%43ON"
+    assert image_file_stem("nul.tif") == "%6Eul.tif" and image_file_stem("COM10") == "COM10"
+    assert image_file_stem("lésion") == "l%C3%A9sion"  # only the accent is escaped
+    # The only names that differ by case alone are those of ids that do: what pre-flight refuses.
+    assert case_collisions(IDS) == [("Case", "case")]
+    assert len({s.casefold() for s in stems}) == len(IDS) - 1
+
+
+def test_old_escaped_prediction_names_keep_reading(tmp_path):
+    """A run folder written before readable names holds ``%49%4D%44002.png``; it is still found for IMD002."""
+    folder = tmp_path / "predictions" / "ph2" / "otsu" / "0"
+    folder.mkdir(parents=True)
+    (folder / "%49%4D%44002.png").write_bytes(b"old")
+    (folder / "0001%54%50_008550.png").write_bytes(b"old camvid")
+    assert prediction_path(tmp_path, "ph2", "otsu", 0, "IMD002").read_bytes() == b"old"
+    assert prediction_path(tmp_path, "ph2", "otsu", 0, "0001TP_008550").read_bytes() == b"old camvid"
+    assert image_id_from_stem("%49%4D%44002") == "IMD002"
+    assert prediction_path(tmp_path, "ph2", "otsu", 0, "IMD003").name == "IMD003.png"  # new files: readable
+    (folder / "IMD002.png").write_bytes(b"new")
+    assert prediction_path(tmp_path, "ph2", "otsu", 0, "IMD002").read_bytes() == b"new"
+
+
+def test_a_ph2_run_saves_predictions_under_the_image_ids(tmp_path):
+    data = write_ph2_dataset(tmp_path / "data", n=10)
+    out = tmp_path / "run"
+    assert main(["run", "--datasets", "ph2", "--data-dir", str(data), "--methods", "otsu", "--save-predictions",
+                 "--no-progress", "--out", str(out)]) == 0
+    tested = pd.read_csv(out / "per_image.csv")["image_id"]
+    files = sorted(p.name for p in (out / "predictions" / "ph2" / "otsu" / "0").glob("*.png"))
+    assert files == sorted(f"{i}.png" for i in tested) and "IMD" in files[0]
+    assert (out / "report.md").is_file()
 
 
 def test_saved_predictions_of_look_alike_ids_do_not_collide(tmp_path):
@@ -181,7 +220,7 @@ def test_saved_predictions_of_look_alike_ids_do_not_collide(tmp_path):
     (root / "masks").mkdir()
     rng = np.random.default_rng(0)
     truths = {}
-    for sample_id in ["lésion 1", "lèsion 1", "病变", "图像", "Blob", "blob", "train"]:
+    for sample_id in ["lésion 1", "lèsion 1", "病变", "图像", "Blob", "a b", "train"]:
         image, mask = blob_pair(rng)
         Image.fromarray(image).save(root / "images" / f"{sample_id}.png")
         Image.fromarray(mask * 255).save(root / "masks" / f"{sample_id}.png")
@@ -194,9 +233,28 @@ def test_saved_predictions_of_look_alike_ids_do_not_collide(tmp_path):
     run(config, progress=False, log=lambda _: None)
     files = sorted((tmp_path / "run" / "predictions" / "ids" / "otsu" / "0").glob("*.png"))
     assert len(files) == 6 and not any(f.name.startswith(".") for f in files)
+    assert {"Blob.png", "a%20b.png"} <= {f.name for f in files}
     for sample_id in truths:  # each file is that image's own prediction: Otsu finds the dark disc
         pred = np.asarray(Image.open(prediction_path(tmp_path / "run", "ids", "otsu", 0, sample_id)))
         assert (pred == truths[sample_id]).mean() > 0.9
+
+
+def test_ids_that_differ_only_by_case_are_refused_when_predictions_are_saved(tmp_path):
+    root = tmp_path / "ids"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for sample_id in ["Blob", "blob", "other", "more", "four", "five"]:
+        image, mask = blob_pair(rng)
+        Image.fromarray(image).save(root / "images" / f"{sample_id}.png")
+        Image.fromarray(mask * 255).save(root / "masks" / f"{sample_id}.png")
+    config = RunConfig(out=tmp_path / "run", datasets=[f"folder:{root}"], methods=["otsu"], save_predictions=True)
+    with pytest.raises(DataError, match=r"'Blob' and 'blob' differ only by case.*--save-predictions"):
+        run(config, progress=False, log=lambda _: None)
+    assert not (tmp_path / "run" / "cells").exists()
+    unsaved = RunConfig(out=tmp_path / "run2", datasets=[f"folder:{root}"], methods=["otsu"])
+    assert run(unsaved, progress=False, log=lambda _: None).failures == []  # no files named by id: no clash
+
 
 
 # -- datasets of one run ------------------------------------------------------------------------------------
@@ -308,7 +366,7 @@ def test_import_from_the_current_folder_on_every_subcommand(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
     item = f"mymethods_{form}" if form == "module" else f"./mymethods_{form}.py"
-    try:
+    with METHODS.restored():  # what the user's module registers lasts for this test only
         assert main(["list", "--import", item]) == 0
         assert name in capsys.readouterr().out
         assert main(["latency", "--import", item, "--methods", name, "--sizes", "32x32", "--repeats", "1",
@@ -317,10 +375,7 @@ def test_import_from_the_current_folder_on_every_subcommand(tmp_path, monkeypatc
         assert main(["run", "--import", item, "--methods", name, "--datasets", "synthetic", "--dataset-opt",
                      "synthetic.num_images=6", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
         assert main(["report", str(tmp_path / "run"), "--import", item, "--no-figures"]) == 0
-    finally:
-        from segbench.methods import METHODS
-
-        METHODS._items.pop(name, None)
+    sys.modules.pop(f"mymethods_{form}", None)
 
 
 # -- the run: retries, Ctrl-C, tables ------------------------------------------------------------------------

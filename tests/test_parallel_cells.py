@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from segbench.cli import main
-from segbench.measure.latency_report import latency_markdown
+from segbench.report.latency import latency_markdown
 from segbench.methods import METHODS
 from segbench.run.environment import loaded_machine
 
@@ -55,11 +55,11 @@ def logged_method(tmp_path, monkeypatch):
     log = tmp_path / "log.txt"
     monkeypatch.setenv("SEGBENCH_TEST_LOG", str(log))
     monkeypatch.chdir(path.parent)
-    try:
-        yield "./logged_methods.py", log
-    finally:
-        METHODS._items.pop("test-logged", None)
-        sys.modules.pop("logged_methods", None)
+    with METHODS.restored():  # the module registers test-logged when the run imports it
+        try:
+            yield "./logged_methods.py", log
+        finally:
+            sys.modules.pop("logged_methods", None)
 
 
 def _lines(log: Path, kind: str) -> list[list[str]]:

@@ -16,7 +16,8 @@ from threadpoolctl import threadpool_info
 from segbench.cli import main
 from segbench.datasets import build_dataset
 from segbench.datasets.transforms import resize_image, resize_proba
-from segbench.measure.latency import MemoryProbe, configured_threads, method_latency_table
+from segbench.measure.latency import MemoryProbe, configured_threads
+from segbench.run.latency import method_latency_table
 from segbench.measure.roofline import ACCELERATORS, accelerator, roofline_ms
 from segbench.methods import METHODS, Method, Pipeline, build_method
 from segbench.methods.prediction import labels_from_proba
@@ -95,8 +96,7 @@ class _SlowBox(Method):
 
 
 def test_latency_split_charges_the_method_and_the_harness():
-    METHODS.register("test-slow-box")(_SlowBox)
-    try:
+    with METHODS.temporarily("test-slow-box", _SlowBox):
         method = build_method("test-slow-box", 2, work_size=(32, 24))
         big = np.zeros((576, 768, 3), np.uint8)
         prediction = method.infer(big)
@@ -106,8 +106,6 @@ def test_latency_split_charges_the_method_and_the_harness():
         row = table.iloc[0]
         assert row["model_ms_p50"] >= 30 and row["overhead_ms_p50"] < row["model_ms_p50"]
         assert row["latency_ms_p50"] >= row["model_ms_p50"]
-    finally:
-        METHODS._items.pop("test-slow-box", None)
 
 
 def test_recorded_threads_are_the_threads_that_ran(data, monkeypatch):

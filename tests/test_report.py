@@ -29,7 +29,7 @@ from segbench.report import (
     write_report,
 )
 from segbench.run.runner import RunConfig, run
-from segbench.report.stats import holm, paired_seeds_test
+from segbench.report.stats import holm, paired_difference
 
 DATASETS = {"synthetic": {"num_images": 30, "size": (48, 40)}, "synthetic-multiclass": {"num_images": 20, "size": (48, 40)}}
 FIGURES = ["scores", "accuracy_vs_latency", "per_image_dice", "qualitative_synthetic", "qualitative_synthetic-multiclass",
@@ -157,41 +157,45 @@ def _matched(per_image: pd.DataFrame, a: str, b: str, seeds: list[int]) -> tuple
 
 
 def test_paired_table_one_seed_equals_per_image_csv_and_scipy(report_run, tmp_path):
-    """With one seed: Wilcoxon signed-rank on per-image differences, as scipy computes it."""
+    """With one seed on one split: the one-sample t test on per-image differences, as scipy computes it, and
+    the table says training noise is not in it."""
     one = tmp_path / "one-seed"
     shutil.copytree(report_run, one, ignore=shutil.ignore_patterns("figures", "report.*", "predictions"))
     summary = _summary(one)
     summary[summary["seed"] == 0].to_csv(one / "summary.csv", index=False)
     per_image = pd.read_csv(one / "per_image.csv", dtype={"image_id": str})
     table = paired_table(RunData.load(one), "synthetic")
-    assert len(table) == 3 and (table["test"] == "Wilcoxon signed-rank").all() and (table["seeds"] == 1).all()
+    assert len(table) == 3 and (table["seeds"] == 1).all() and not table["training_noise"].any()
+    assert table.attrs["family"] == "the 3 pairs of synthetic"
     for r in table.itertuples():
         x, y = _matched(per_image, r.method_a, r.method_b, [0])
         keep = ~np.isnan(x[0] - y[0])
         a, b = x[0][keep], y[0][keep]
-        assert r.n_images == keep.sum()
+        assert r.n_images == keep.sum() and r.test == f"t, {keep.sum()} images" and r.df == keep.sum() - 1
         assert r.dice_a == pytest.approx(a.mean()) and r.dice_b == pytest.approx(b.mean())
         assert r.diff == pytest.approx(a.mean() - b.mean())
-        assert r.diff_low <= r.diff <= r.diff_high
-        assert r.p == pytest.approx(scipy.stats.wilcoxon(a - b, zero_method="pratt").pvalue)
+        ref = scipy.stats.ttest_1samp(a - b, 0.0)
+        assert r.p == pytest.approx(ref.pvalue)
+        assert (r.diff_low, r.diff_high) == pytest.approx(tuple(ref.confidence_interval(0.95)))
     np.testing.assert_allclose(table["p_holm"], holm(table["p"]))
     assert (table["significant"] == (table["p_holm"] < 0.05)).all()
 
 
-def test_paired_table_several_seeds_matches_pairs_and_two_level_test(report_run):
-    """With two seeds: pairs matched on (seed, image); interval and p from the seeds x images bootstrap."""
+def test_paired_table_several_seeds_matches_pairs_and_crossed_test(report_run):
+    """With two seeds on one split: pairs matched on (seed, image); interval and p from the seeds x images t."""
     per_image = pd.read_csv(report_run / "per_image.csv", dtype={"image_id": str})
     table = paired_table(RunData.load(report_run), "synthetic")
     assert len(table) == 3  # three methods, three pairs
-    assert (table["test"] == "seeds x images bootstrap").all() and (table["seeds"] == 2).all()
+    assert table["test"].str.startswith("t, 2 seeds x ").all() and (table["seeds"] == 2).all()
+    assert table["training_noise"].all()
     for r in table.itertuples():
         x, y = _matched(per_image, r.method_a, r.method_b, [0, 1])
         d = x - y
         assert r.n_images == (~np.isnan(d)).any(axis=0).sum()
         assert r.dice_a == pytest.approx(np.nanmean(np.where(np.isnan(d), np.nan, x)))
         assert r.diff == pytest.approx(np.mean([np.nanmean(row) for row in d]))
-        ci, p = paired_seeds_test(d[:, ~np.isnan(d).all(axis=0)])
-        assert (r.diff_low, r.diff_high, r.p) == pytest.approx((ci.low, ci.high, p))
+        ref = paired_difference(d[:, ~np.isnan(d).all(axis=0)])
+        assert (r.diff_low, r.diff_high, r.p) == pytest.approx((ref.interval.low, ref.interval.high, ref.p))
         assert (r.diff_low > 0 or r.diff_high < 0) == (r.p < 0.05)  # one procedure: they agree
     np.testing.assert_allclose(table["p_holm"], holm(table["p"]))
     assert (table["significant"] == (table["p_holm"] < 0.05)).all()
@@ -199,6 +203,37 @@ def test_paired_table_several_seeds_matches_pairs_and_two_level_test(report_run)
     md = (report_run / "report.md").read_text()
     for r in table.itertuples():
         assert f"| {r.method_a} | {r.method_b} | {r.n_images} | 2 |" in md
+
+
+def _two_method_run(tmp_path: Path, a: np.ndarray, b: np.ndarray, folds: np.ndarray | None = None) -> RunData:
+    """A ``RunData`` of two methods' per-image Dice on one seed (with a fold per image when given)."""
+    images = [f"im{i:03d}" for i in range(len(a))]
+    per_image = pd.concat([pd.DataFrame({"dataset": "d", "method": m, "seed": 0, "image_id": images, "dice_lesion": v,
+                                         **({"fold": folds} if folds is not None else {})}) for m, v in (("a", a), ("b", b))])
+    summary = pd.DataFrame({"dataset": "d", "method": ["a", "b"], "seed": 0, "status": "ok", "family": "classical",
+                            "scored_class": "lesion", "dataset_iou_background": 0.9, "dataset_iou_lesion": 0.8})
+    return RunData(tmp_path, summary, per_image, {}, {})
+
+
+def test_mean_and_ranks_disagree_one_consistent_verdict(tmp_path):
+    """A wins 128 of 140 images by 0.01 and loses 12 by 0.30: the signed ranks favour A, the mean favours B.
+    The old table printed "a better" with the signed-rank p; now the verdict, the interval and the p-value
+    all come from the mean difference and name B."""
+    rng = np.random.default_rng(0)
+    b = rng.uniform(0.6, 0.9, 140)
+    gap = np.where(np.arange(140) < 128, 0.01, -0.30)
+    a = b + gap
+    assert scipy.stats.wilcoxon(a - b).pvalue < 1e-10 and np.median(a - b) > 0  # the ranks say A
+    table = paired_table(_two_method_run(tmp_path, a, b), "d")
+    (r,) = table.itertuples()
+    assert (r.method_a, r.method_b) == ("b", "a")  # A is the method of higher mean
+    assert r.diff == pytest.approx(-(gap.mean())) and r.diff > 0 and r.diff_low > 0
+    assert r.p < 0.05 and r.verdict == "b better"
+    # With the images in 5 folds the same gap is tested on 5 fold means, and still points one way.
+    folded = paired_table(_two_method_run(tmp_path, a, b, folds=np.arange(140) % 5), "d")
+    (f,) = folded.itertuples()
+    assert f.test == "t, 5 folds (one model each)" and f.df == 4 and f.diff == pytest.approx(r.diff)
+    assert (f.diff_low > 0) == (f.p < 0.05) and f.verdict in ("b better", "no significant difference")
 
 
 def test_html_is_self_contained_with_every_figure_embedded(report_run):

@@ -1,4 +1,7 @@
-"""The latency protocol, in one place: used by the runner and by ``segbench latency``.
+"""Timing primitives, in one place: the one timer (``clock``, which ``timed_call``, ``measure`` and
+``Stopwatch`` read), the latency protocol, memory probes, thread control and device names. Used by methods
+(``Stopwatch``), the runner's cells and ``segbench latency`` (``segbench.run.latency``, the driver that fits
+methods and times them); imports nothing of segbench above it.
 
 Inference only: warm-up calls first (never timed: lazy initialisation, caches, cuDNN autotuning), then
 ``repeats`` timed calls, each wrapped in a CUDA synchronize on both sides when CUDA is in use, so a timer
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import dataclasses
+import platform
 import threading
 import time
 import tracemalloc
@@ -29,18 +32,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 
-from segbench.datasets import build_dataset
-from segbench.datasets.transforms import resize_image, work_shape
-from segbench.methods import METHODS, build_method, split_spec
-from segbench.methods.deep.device import amp_dtype
-from segbench.run.environment import device_name
-from segbench.measure.roofline import accelerator, roofline_ms
-
-__all__ = ["synchronize", "timed_call", "summarize_ms", "summarize_split", "configured_threads", "LatencyResult", "measure", "MemoryProbe", "method_latency_table"]
+__all__ = ["synchronize", "clock", "timed_call", "Stopwatch", "summarize_ms", "summarize_split", "configured_threads",
+           "LatencyResult", "measure", "MemoryProbe", "cpu_name", "device_name"]
 
 R = TypeVar("R")
 
@@ -53,13 +49,59 @@ def synchronize(device: str | None = None) -> None:
         torch.cuda.synchronize()
 
 
+def clock(device: str | None = None) -> float:
+    """The one timer: ``time.perf_counter()`` seconds, read once queued CUDA work is done (``synchronize``)."""
+    synchronize(device)
+    return time.perf_counter()
+
+
 def timed_call(fn: Callable[..., R], *args: Any, **kwargs: Any) -> tuple[R, float]:
     """Call ``fn`` and return ``(result, milliseconds)``, synchronising CUDA before and after."""
-    synchronize()
-    start = time.perf_counter()
+    start = clock()
     result = fn(*args, **kwargs)
-    synchronize()
-    return result, (time.perf_counter() - start) * 1e3
+    return result, (clock() - start) * 1e3
+
+
+class Stopwatch:
+    """Splits one inference into the method's own work and the harness's overhead (milliseconds).
+
+    On CUDA each split waits for queued kernels first, so work is charged to the part that launched it.
+    """
+
+    def __init__(self, device: torch.device | str) -> None:
+        self.device = str(device)
+        self.model_ms = 0.0
+        self.overhead_ms = 0.0
+        self._last = clock(self.device)
+
+    def lap(self, part: str) -> None:
+        """Charge the time since the previous lap to ``part`` (``"model"`` or ``"overhead"``)."""
+        now = clock(self.device)
+        ms = (now - self._last) * 1e3
+        if part == "model":
+            self.model_ms += ms
+        elif part == "overhead":
+            self.overhead_ms += ms
+        else:
+            raise ValueError(f"unknown part {part!r}; use 'model' or 'overhead'")
+        self._last = now
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: str) -> str:
+    """Human name of ``"cpu"`` or ``"cuda[:i]"``."""
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return cpu_name()
 
 
 def summarize_ms(times_ms: Sequence[float], prefix: str = "latency_ms") -> dict[str, float]:
@@ -256,140 +298,11 @@ def measure(
             for _ in range(warmup):
                 fn()
         for _ in range(repeats):
-            synchronize(device)
-            start = time.perf_counter()
+            start = clock(device)
             fn()
-            synchronize(device)
-            times.append((time.perf_counter() - start) * 1e3)
+            times.append((clock(device) - start) * 1e3)
     return LatencyResult(
         times_ms=times, warmup=warmup, repeats=repeats, batch_size=batch_size, device=device,
         device_name=device_name(device), threads=torch.get_num_threads(),
         peak_mem_mb=memory.peak_mb if warmup else float("nan"), **context,
     )
-
-
-def _timing_method(spec: str, size: tuple[int, int], *, device: str, amp: bool, seed: int) -> Any:
-    """A method ready to predict at ``size`` (W, H), with its default options (the architecture and model size
-    that are benchmarked): untrained where it allows (deep models: random weights, which cost the same), else
-    fitted on a few synthetic images of that size (a forest fitted on few pixels may be shallower, so cheaper,
-    than one fitted on a real training split). Stages are fitted either way (cheap; some tune on the images)."""
-
-    base_name = split_spec(spec)[0]
-    options: dict[str, dict[str, Any]] = {}
-    fields = {f.name for f in dataclasses.fields(METHODS.get(base_name).Options)}
-    extra = {k: v for k, v in {"device": device, "precision": "bf16" if amp else "fp32"}.items() if k in fields}
-    if extra:
-        options[base_name] = extra
-    dataset = build_dataset("synthetic", options={"num_images": 8, "size": size, "seed": seed})
-    method = build_method(spec, dataset.num_classes, seed=seed, work_size=size, options=options)
-    train, val = dataset.subset(dataset.ids()[:6]), dataset.subset(dataset.ids()[6:])
-    if method.prepare_untrained():
-        prepared = "untrained"
-        if not method.fitted:  # a pipeline around a prepared base fits only its stages (fit would train the base)
-            method.fit_stages(train, val)
-    else:
-        prepared = "quick fit on synthetic"
-        method.fit(train, val)
-    return method, dataset, prepared
-
-
-def _precision(method: Any) -> dict[str, Any]:
-    """Where and how a method runs: device, dtype, and whether AMP and channels-last are in effect."""
-    device = str(method.device)
-    on_cuda = device.startswith("cuda")
-    amp = getattr(method.opts, "precision", "fp32") != "fp32" and on_cuda  # inference autocasts on CUDA only
-    dtype = "float32"
-    if amp:
-
-        dtype = str(amp_dtype(torch.device(device), True)).removeprefix("torch.")
-    return {"device": device, "dtype": dtype, "amp": amp, "channels_last": bool(getattr(method.opts, "channels_last", False)) and on_cuda}
-
-
-def _batched_call(method: Any, image: Any, batch_size: int) -> tuple[Callable[[], Any], str]:
-    """The call to time for ``batch_size`` images (``batch_size > 1``), and how it batches (see ``method_latency_table``)."""
-    if hasattr(method, "predict_proba_batch"):  # a bare deep method (a Pipeline has no batched path)
-        small = resize_image(image, work_shape(*image.shape[:2], method.work_size))
-        batch = np.repeat(small[None], batch_size, axis=0)
-        return (lambda: method.predict_proba_batch(batch)), "network"
-    return (lambda: [method.predict(image) for _ in range(batch_size)]), "sequential"
-
-
-def method_latency_table(
-    methods: Sequence[str],
-    sizes: Sequence[tuple[int, int]],
-    *,
-    device: str = "cpu",
-    amp: bool = False,
-    warmup: int = 3,
-    repeats: int = 10,
-    batch_sizes: Sequence[int] = (1,),
-    threads: int | None = None,
-    roofline: str | None = None,
-    seed: int = 0,
-    log: Callable[[str], None] = print,
-) -> Any:
-    """Latency of each method's prediction at each input size (W, H), working at that size.
-
-    At batch size 1 a call is ``Method.infer`` on one image: ``latency_ms_*`` end to end, split into
-    ``model_ms_*`` (the method's own work) and ``overhead_ms_*`` (conversion, resizes, argmax). With a batch
-    size above 1 a call handles that many images: a deep method without stages runs its network once on the
-    batch (``batching="network"``: throughput, probabilities only); anything else predicts the images one
-    after another (``batching="sequential"``), so its images per second stay comparable. Deep methods also
-    get ``params`` and ``flops`` (one image at the working size), and with ``roofline`` (an accelerator name,
-    ``segbench.measure.roofline``) ``roofline_ms``, a lower bound on the call's latency there.
-    A method that fails is recorded with its error; the others still run.
-    """
-    if not batch_sizes or min(batch_sizes) < 1:
-        raise ValueError(f"batch sizes must be >= 1, got {list(batch_sizes)}")
-
-    peak = accelerator(roofline) if roofline else None
-    rows = []
-    with configured_threads(threads):
-        for spec in methods:
-            for size in sizes:
-                head = {"method": spec, "image_size": f"{size[0]}x{size[1]}"}
-                try:
-                    method, dataset, prepared = _timing_method(spec, size, device=device, amp=amp, seed=seed)
-                    image = dataset[dataset.ids()[-1]].image
-                    cost = method.cost(image.shape[:2])
-                except Exception as exc:  # one method's failure must not lose the others' figures
-                    rows.append({**head, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
-                    log(f"{spec:>24} {head['image_size']:>9}: FAILED {rows[-1]['error']}")
-                    continue
-                for batch_size in batch_sizes:
-                    try:
-                        row = _latency_row(method, image, batch_size, warmup=warmup, repeats=repeats, context=head)
-                        if peak is not None and cost:
-                            pixels = int(np.prod(work_shape(*image.shape[:2], method.work_size)))
-                            row["roofline_device"] = peak.name
-                            row["roofline_ms"] = roofline_ms(peak, flops=cost["flops"], params=cost["params"], batch=batch_size,
-                                                             pixels=pixels, num_classes=method.num_classes)
-                        rows.append({**head, "status": "ok", "error": "", "family": method.family, "prepared": prepared,
-                                     **cost, **row})
-                        log(f"{spec:>24} {head['image_size']:>9} batch {batch_size:>3}: p50 {row['latency_ms_p50']:9.2f} ms")
-                    except Exception as exc:
-                        rows.append({**head, "batch_size": batch_size, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
-                        log(f"{spec:>24} {head['image_size']:>9}: FAILED {rows[-1]['error']}")
-    table = pd.DataFrame(rows)
-    table["image_size"] = table["image_size"].astype(str)
-    return table
-
-
-def _latency_row(method: Any, image: np.ndarray, batch_size: int, *, warmup: int, repeats: int,
-                 context: dict[str, Any]) -> dict[str, Any]:
-    """One timed configuration: the ``LatencyResult`` row, with the model/overhead split at batch size 1."""
-    if batch_size == 1:
-        parts: list[tuple[float, float]] = []  # (model_ms, overhead_ms) of each call; not the predictions themselves
-
-        def call() -> None:
-            prediction = method.infer(image)
-            parts.append((prediction.model_ms, prediction.overhead_ms))
-
-        result = measure(call, warmup=warmup, repeats=repeats, image_size=context["image_size"], **_precision(method))
-        model_ms, overhead_ms = zip(*parts[warmup:])
-        split = summarize_split(result.times_ms, model_ms, overhead_ms)
-        return {**result.row(), **split, "batching": "none"}
-    call, batching = _batched_call(method, image, batch_size)
-    result = measure(call, warmup=warmup, repeats=repeats, batch_size=batch_size, image_size=context["image_size"],
-                     **_precision(method))
-    return {**result.row(), "batching": batching}

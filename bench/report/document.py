@@ -2,11 +2,14 @@
 
 ``write_report(run_dir)`` writes, into the run folder or ``out_dir``:
 
-* ``report.md``: tables and links to ``figures/*.png`` (for a README);
+* ``report.md``: the verdict per dataset first, then tables and links to ``figures/*.png`` (for a README);
 * ``report.html``: one self-contained page (figures embedded as data URIs, tables, environment, config);
 * ``figures/<name>.png`` and ``.svg``: scores with 95% bootstrap intervals, accuracy against latency with
   the Pareto front, per-image score distributions, a qualitative grid per dataset and, for multi-class
-  datasets, row-normalised confusion matrices.
+  datasets, row-normalised confusion matrices;
+* ``verdict.txt``: the verdict lines alone (what ``segbench report`` prints);
+* ``tables/scores_<dataset>.csv`` and ``tables/paired_<dataset>.csv``: every column of the scores table and
+  every pair, where the report shows a short table.
 
 Numbers come from ``summary.csv`` and ``per_image.csv`` (``segbench.report.tables``). Dataset-level
 intervals, confusion matrices and the qualitative grid need more (cell records, saved predictions, the
@@ -38,12 +41,14 @@ from segbench.report.figures import (
 )
 from segbench.report.format import fmt, fmt_ci, fmt_p
 from segbench.report.prose import dataset_intro, paired_intro, paired_sentence, work_sizes_sentence
+from segbench.report.compute import compute_blocks
 from segbench.report.measures import measures_blocks
 from segbench.report.robustness import label_efficiency_blocks, robustness_blocks
 from segbench.report.training import training_blocks
 from segbench.report.render import Block, Code, Details, Figure, Heading, Para, Table, to_html, to_markdown
 from segbench.report.rundata import RunData
-from segbench.report.tables import paired_table, per_class_iou_table, scores_table, select_grid_images
+from segbench.report.tables import per_class_iou_table, scores_table, select_grid_images
+from segbench.report.verdict import FLOOR, comparisons, standing, verdict_lines
 from segbench.run.environment import loaded_machine
 from segbench.run.records import prediction_dir, slug
 
@@ -54,24 +59,24 @@ MAX_GRID_METHODS = 6
 Format = Literal["md", "html"]
 
 
-def _scores_display(table: pd.DataFrame, label: str) -> pd.DataFrame:
-    out = pd.DataFrame({"method": table["method"], "seeds": table["seeds"], "images": table["n_images"]})
-    for metric, name in (("dice", "Dice"), ("iou", "IoU")):
-        for agg, agg_name in (("dataset", "dataset-level"), ("per_image", "per-image mean")):
-            out[f"{name} {label}, {agg_name} [95% CI]"] = [
-                fmt_ci(e, lo, hi) for e, lo, hi in table[[f"{metric}_{agg}", f"{metric}_{agg}_low", f"{metric}_{agg}_high"]].to_numpy(float)
-            ]
-    out["pixel acc (dataset)"] = table["pixel_accuracy"].map(fmt)
-    out["mPA (dataset)"] = table["mean_pixel_accuracy"].map(fmt)
+#: The report's scores table stays readable in a terminal or a README: at most this many columns (the full
+#: table, every interval and cost column, is ``tables/scores_<dataset>.csv``).
+MAX_SCORE_COLUMNS = 10
+
+
+def _scores_display(table: pd.DataFrame, standings: dict[str, str]) -> pd.DataFrame:
+    """The short scores table: headline Dice both ways with intervals, IoU, cost, and each method's standing."""
+    out = pd.DataFrame({"method": table["method"]})
+    if (table["seeds"] > 1).any():
+        out["seeds"] = table["seeds"]
+    out["Dice [95% CI]"] = [fmt_ci(e, lo, hi) for e, lo, hi in table[["dice_dataset", "dice_dataset_low", "dice_dataset_high"]].to_numpy(float)]
+    out["Dice/img [95% CI]"] = [fmt_ci(e, lo, hi) for e, lo, hi in table[["dice_per_image", "dice_per_image_low", "dice_per_image_high"]].to_numpy(float)]
+    out["IoU"] = table["iou_dataset"].map(fmt)
     out["train s"] = table["train_s"].map(lambda v: fmt(v, 1))
-    out["latency ms p50"] = table["latency_ms_p50"].map(lambda v: fmt(v, 1))
     # "!": p95 more than twice p50, a spread that usually means other work shared the cores (note under the table)
-    out["latency ms p95"] = [fmt(p95, 1) + (" !" if p95 > 2 * p50 else "") for p50, p95 in table[["latency_ms_p50", "latency_ms_p95"]].to_numpy(float)]
-    out["model ms p50"] = table["model_ms_p50"].map(lambda v: fmt(v, 1))
-    out["overhead ms p50"] = table["overhead_ms_p50"].map(lambda v: fmt(v, 2))
-    if table["flops"].notna().any():  # deep methods only
-        out["GFLOPs"] = (table["flops"] / 1e9).map(lambda v: fmt(v, 2))
-        out["params M"] = (table["params"] / 1e6).map(lambda v: fmt(v, 2))
+    out["ms p50"] = [fmt(p50, 1) + (" !" if p95 > 2 * p50 else "") for p50, p95 in table[["latency_ms_p50", "latency_ms_p95"]].to_numpy(float)]
+    out["standing"] = table["method"].map(standings)
+    assert len(out.columns) <= MAX_SCORE_COLUMNS
     return out
 
 
@@ -84,7 +89,8 @@ def _paired_display(table: pd.DataFrame, label: str) -> pd.DataFrame:
         f"mean Dice {label} A": table["dice_a"].map(fmt),
         f"mean Dice {label} B": table["dice_b"].map(fmt),
         "A − B [95% CI]": [fmt_ci(e, lo, hi) for e, lo, hi in table[["diff", "diff_low", "diff_high"]].to_numpy(float)],
-        "test": table["test"],
+        "test": [f"{t}, df {df:.3g}" + ("" if noise else " (no training noise)")
+                 for t, df, noise in table[["test", "df", "training_noise"]].itertuples(index=False)],
         "p": table["p"].map(fmt_p),
         "Holm p": table["p_holm"].map(fmt_p),
         "verdict": table["verdict"],
@@ -100,14 +106,22 @@ class Report:
         self.notes: dict[str, list[str]] = {}
         # The overview figures and each dataset's section share one scores table per dataset.
         self.scores: dict[str, pd.DataFrame] = {}
+        #: Each dataset's paired comparisons (``verdict.comparisons``), shared by the verdict and its section.
+        self.paired: dict[str, pd.DataFrame] = {}
         for ds in run.datasets():
             if not run.ok(ds).empty:
                 self.scores[ds] = scores_table(run, ds)
+                self.paired[ds] = comparisons(run, ds)
                 self.note(ds, *self.scores[ds].attrs.get("notes", []))
                 wide = self.scores[ds]["latency_ms_p95"] > 2 * self.scores[ds]["latency_ms_p50"]
                 if wide.any():
-                    self.note(ds, f"latency p95 marked ! ({', '.join(self.scores[ds].loc[wide, 'method'])}) is more than "
+                    self.note(ds, f"latency marked ! ({', '.join(self.scores[ds].loc[wide, 'method'])}): its p95 is more than "
                                   "twice the p50: other work probably shared the cores during the timing")
+
+    def verdict(self) -> list[str]:
+        """The verdict lines of every dataset (``segbench.report.verdict``), in the run's order."""
+        return [line for ds, scores in self.scores.items()
+                for line in verdict_lines(ds, scores, self.paired[ds], self.run.headline(ds)[0])]
 
     def note(self, dataset: str, *texts: str) -> None:
         notes = self.notes.setdefault(dataset, [])
@@ -125,6 +139,7 @@ class Report:
                                + (f" {loaded_machine(env)}" if loaded_machine(env) else "")))
         if run.summary.empty:
             return blocks + [Para("No finished cells yet.")]
+        blocks += [Heading(2, "Verdict"), *(Para(line) for line in self.verdict())]
         if self.fig_dir is not None:
             blocks += overview_section(self)
         for ds in run.datasets():
@@ -152,13 +167,18 @@ class Report:
 
 
 def scores_section(report: Report, dataset: str) -> list[Block]:
-    """The dataset's introduction and its scores table (headline Dice and IoU with intervals, cost)."""
+    """The dataset's introduction and its short scores table (at most ``MAX_SCORE_COLUMNS`` columns)."""
     run, scores = report.run, report.scores[dataset]
     ok = run.ok(dataset)
     label = run.headline(dataset)[0]
+    floor = f"; `{FLOOR}` is the floor (one class everywhere), `≤ floor`: does not beat it" if FLOOR in set(scores["method"]) else ""
+    legend = (f"Dice and IoU score {label}: Dice and IoU dataset-level, Dice/img the per-image mean; ms p50 the median "
+              f"latency per image; standing against the leader by the paired test (tie: not significantly below it){floor}. "
+              f"Every other column (IoU per image and intervals, pixel accuracy, p95 latency, its model/overhead split, "
+              f"FLOPs, parameters): `tables/scores_{slug(dataset)}.csv` and summary.csv.")
     return [Para(dataset_intro(ok.iloc[0].to_dict(), several_seeds=bool((scores["seeds"] > 1).any()))
                  + (work_sizes_sentence(ok) if "work_size" in ok.columns else "")),
-            Heading(3, "Scores"), Table(_scores_display(scores, label))]
+            Heading(3, "Scores"), Para(legend), Table(_scores_display(scores, standing(scores, report.paired[dataset])))]
 
 
 def paired_section(report: Report, dataset: str) -> list[Block]:
@@ -170,9 +190,10 @@ def paired_section(report: Report, dataset: str) -> list[Block]:
         report.note(dataset, "No paired comparisons: the run folder has no per-image scores (per_image.csv).")
         return []
     label = run.headline(dataset)[0]
-    paired = paired_table(run, dataset)
-    return [Heading(3, "Paired comparisons"), Para(paired_intro(label, several_seeds=bool((paired["seeds"] > 1).any()))),
-            Table(_paired_display(paired, label)), Para(paired_sentence(paired, label))]
+    paired = report.paired[dataset]
+    return [Heading(3, "Paired comparisons"), Para(paired_intro(label, several_seeds=bool((paired["seeds"] > 1).any()), table=paired)),
+            Para(paired_sentence(paired, label)),
+            Details(f"Every pair ({len(paired)}; also `tables/paired_{slug(dataset)}.csv`)", [Table(_paired_display(paired, label))])]
 
 
 def per_class_section(report: Report, dataset: str) -> list[Block]:
@@ -256,8 +277,8 @@ def grid_section(report: Report, dataset: str) -> list[Block]:
         return []
     fig = qualitative_figure(rows, list(data.class_names), ignore_index=data.ignore_index, dataset=dataset)
     path = save_figure(fig, fig_dir, f"qualitative_{slug(dataset)}", quantize=True)
-    legend = (f"overlays: yellow = true {data.class_names[1]}; per method green = correct, red = false positive, "
-              "blue = missed" if data.num_classes == 2 else "overlays: predicted classes")
+    legend = (f"overlays: blue = true {data.class_names[1]}; per method blue = correct, vermillion = false positive, "
+              "yellow = missed" if data.num_classes == 2 else "overlays: predicted classes")
     more = f" Only the {MAX_GRID_METHODS} best methods are shown." if len(methods) > MAX_GRID_METHODS else ""
     return [Figure(path, f"{dataset}: best, median and worst test image for {shown[0]} (best dataset-level Dice) and "
                          f"the image where methods disagree most (seed {seed}); {legend}.{more}")]
@@ -266,6 +287,11 @@ def grid_section(report: Report, dataset: str) -> list[Block]:
 def label_efficiency_section(report: Report, dataset: str) -> list[Block]:
     """Scores against the number of training images (``segbench.report.robustness``)."""
     return label_efficiency_blocks(report.run, dataset, report.fig_dir)
+
+
+def compute_section(report: Report, dataset: str) -> list[Block]:
+    """Scores against training seconds and FLOPs on a budget axis, and time to target (``segbench.report.compute``)."""
+    return compute_blocks(report.run, dataset, report.fig_dir)
 
 
 def robustness_section(report: Report, dataset: str) -> list[Block]:
@@ -282,7 +308,7 @@ def training_section(report: Report, dataset: str) -> list[Block]:
 Section = Callable[[Report, str], list[Block]]
 #: A dataset's part of the report, in order; add a section here (a function of the report and a dataset).
 DATASET_SECTIONS: list[Section] = [scores_section, paired_section, per_class_section, measures_section, grid_section,
-                                   label_efficiency_section, robustness_section, training_section]
+                                   label_efficiency_section, compute_section, robustness_section, training_section]
 
 
 def overview_section(report: Report) -> list[Block]:
@@ -306,10 +332,12 @@ def overview_section(report: Report) -> list[Block]:
                                + ": dataset-level (pooled pixels) and per-image mean."))
     path = save_figure(accuracy_latency_figure(report.scores, labels), fig_dir, "accuracy_vs_latency")
     blocks.append(Figure(path, "Dataset-level Dice against median latency per image (log scale), one point per method "
-                               "(mean over seeds); the dashed line is the Pareto front (no method is both faster and better)."))
+                               "(mean over seeds); the dashed line is the Pareto front (no method is both faster and better)"
+                               + (f", the dotted line the floor ({FLOOR})" if any(FLOOR in set(s["method"]) for s in report.scores.values()) else "")
+                               + "."))
     if any(len(v) for v in long.values()):
         path = save_figure(per_image_figure({k: v for k, v in long.items() if len(v)}, labels), fig_dir, "per_image_dice")
-        blocks.append(Figure(path, "Per-image Dice: box over test images (every seed), each image a point."))
+        blocks.append(Figure(path, "Per-image Dice: box over test images (every seed; quartiles, whiskers 1.5 IQR), each image a dot."))
     return blocks
 
 
@@ -352,8 +380,15 @@ def write_report(
     run = RunData.load(run_dir)
     out = Path(out_dir) if out_dir is not None else run.run_dir
     out.mkdir(parents=True, exist_ok=True)
-    blocks = Report(run, out / "figures" if figures else None).blocks()
+    report = Report(run, out / "figures" if figures else None)
+    blocks = report.blocks()
     text = to_markdown(blocks, out)
+    (out / "verdict.txt").write_text("".join(line + "\n" for line in report.verdict()))
+    tables = out / "tables"
+    for ds, scores in report.scores.items():
+        tables.mkdir(exist_ok=True)
+        scores.to_csv(tables / f"scores_{slug(ds)}.csv", index=False)
+        report.paired[ds].to_csv(tables / f"paired_{slug(ds)}.csv", index=False)
     if "md" in formats:
         (out / "report.md").write_text(text)
     if "html" in formats:

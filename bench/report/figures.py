@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "GridRow",
     "accuracy_latency_figure",
-    "budget_figure",
+    "compute_figure",
     "confusion_figure",
     "learning_curves_figure",
     "degradation_figure",
@@ -37,6 +37,7 @@ __all__ = [
     "qualitative_figure",
     "reliability_figure",
     "scores_figure",
+    "series_styles",
     "spread_labels",
     "throughput_figure",
 ]
@@ -46,8 +47,17 @@ _DPI = 110
 _THUMB = 176
 _MAX_COLUMNS = 3  # dataset panels per figure row
 #: Binary overlays colour each pixel by its outcome: correct foreground, false positive, missed foreground.
-_OUTCOME_COLOURS = {"correct": (0.10, 0.75, 0.25), "false positive": (0.95, 0.15, 0.10), "missed": (0.15, 0.45, 1.0)}
-_GT_COLOUR = (1.0, 0.85, 0.0)
+#: Okabe-Ito colours (blue, vermillion, yellow), told apart with every common colour-vision deficiency (red
+#: against green is not); the truth has the colour of a correct pixel.
+_OUTCOME_COLOURS = {"correct": (0.0, 0.45, 0.70), "false positive": (0.84, 0.37, 0.0), "missed": (0.94, 0.89, 0.26)}
+_GT_COLOUR = _OUTCOME_COLOURS["correct"]
+#: Series (methods) are told apart by colour from seaborn's colour-blind-safe palette; past its first
+#: ``_COLOURS`` colours, by marker and line style too, so no two series of a figure look alike.
+_COLOURS = 8
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+_LINESTYLES = ("-", "--", ":", "-.")
+#: The floor method (``segbench.report.verdict.FLOOR``), drawn as a line where it is a series.
+_FLOOR = "constant"
 _ALPHA = 0.5
 
 
@@ -91,6 +101,26 @@ def save_figure(fig: Figure, fig_dir: Path, name: str, *, quantize: bool = False
     return png
 
 
+@dataclass(frozen=True)
+class SeriesStyle:
+    """How one series (a method) is drawn: colour, marker, line style."""
+
+    colour: tuple[float, float, float]
+    marker: str
+    linestyle: str
+
+
+def series_styles(names: Sequence[Any]) -> dict[Any, SeriesStyle]:
+    """A colour-blind-safe, distinct style per name: the ``colorblind`` palette's first ``_COLOURS`` colours,
+    then the same colours again with the next marker and line style (series i and j differ in colour, or in
+    both marker and line style)."""
+    _, sns = _pyplot()
+    colours = sns.color_palette("colorblind", _COLOURS)
+    return {name: SeriesStyle(tuple(colours[i % _COLOURS]), _MARKERS[(i // _COLOURS) % len(_MARKERS)],
+                              _LINESTYLES[(i // _COLOURS) % len(_LINESTYLES)])
+            for i, name in enumerate(names)}
+
+
 def _panels(n: int, width: float, height: float) -> tuple[Figure, list[Axes]]:
     """A figure of ``n`` panels of ``width x height`` inches, at most ``_MAX_COLUMNS`` per row."""
     plt, _ = _pyplot()
@@ -114,7 +144,7 @@ def scores_figure(scores: Mapping[str, pd.DataFrame], labels: Mapping[str, str])
     datasets = list(scores)
     n_methods = max(len(t) for t in scores.values())
     fig, axes = plt.subplots(len(datasets), 2, figsize=(9.0, 1.2 + 0.42 * n_methods * len(datasets) + 0.5 * len(datasets)), squeeze=False)
-    palette = sns.color_palette("deep", 2)
+    palette = sns.color_palette("colorblind", 2)
     for row, ds in zip(axes, datasets):
         table = scores[ds]
         y = np.arange(len(table))
@@ -124,15 +154,25 @@ def scores_figure(scores: Mapping[str, pd.DataFrame], labels: Mapping[str, str])
                 low, high = table[f"{metric}_{agg}_low"].to_numpy(float), table[f"{metric}_{agg}_high"].to_numpy(float)
                 err = np.vstack([est - low, high - est])
                 err = np.where(np.isnan(err), 0.0, err)  # no interval: draw the point alone
-                ax.errorbar(est, y + (k - 0.5) * 0.3, xerr=err, fmt="o", ms=5, capsize=3, color=palette[k], label=name)
+                ax.errorbar(est, y + (k - 0.5) * 0.3, xerr=err, fmt="os"[k], ms=5, capsize=3, color=palette[k], label=name)
+            _floor_line(ax, table, f"{metric}_dataset", vertical=True)
             ax.set_yticks(y, table["method"])
             ax.invert_yaxis()
             ax.set(xlabel=f"{'Dice' if metric == 'dice' else 'IoU'} {labels[ds]}", title=f"{ds}: {'Dice' if metric == 'dice' else 'IoU'}")
     handles, names = axes[0][0].get_legend_handles_labels()
     # Below the panels: inside, the legend would cover intervals.
-    fig.legend(handles, [f"{n} (95% CI)" for n in names], loc="lower center", ncol=2, fontsize=7, frameon=False)
+    fig.legend(handles, [n if n.startswith("floor") else f"{n} (95% CI)" for n in names], loc="lower center",
+               ncol=len(names), fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.3 / fig.get_figheight(), 1, 1))
     return fig
+
+
+def _floor_line(ax: Axes, table: pd.DataFrame, column: str, *, vertical: bool) -> None:
+    """The floor method's score as a dotted line across the panel (where the table has it)."""
+    floor = table.loc[table["method"] == _FLOOR, column]
+    if len(floor) and not np.isnan(floor.iloc[0]):
+        line = ax.axvline if vertical else ax.axhline
+        line(float(floor.iloc[0]), color="0.35", ls=":", lw=1, zorder=1, label=f"floor ({_FLOOR})")
 
 
 def pareto_front(latency: Sequence[float], score: Sequence[float]) -> np.ndarray:
@@ -170,7 +210,9 @@ def accuracy_latency_figure(points: Mapping[str, pd.DataFrame], labels: Mapping[
     for ax, (ds, d) in zip(axes, points.items()):
         d = d.reset_index(drop=True)
         # Colour by family and name each point: a legend of many method colours is hard to match by eye.
-        sns.scatterplot(data=d, x="latency_ms_p50", y="dice_dataset", hue="family", style="family", s=60, ax=ax, zorder=3)
+        sns.scatterplot(data=d, x="latency_ms_p50", y="dice_dataset", hue="family", style="family", s=60, ax=ax, zorder=3,
+                        palette=dict(zip(sorted(d["family"].unique()), sns.color_palette("colorblind"))))
+        _floor_line(ax, d, "dice_dataset", vertical=False)
         err = np.vstack([d["dice_dataset"] - d["dice_dataset_low"], d["dice_dataset_high"] - d["dice_dataset"]])
         ax.errorbar(d["latency_ms_p50"], d["dice_dataset"], yerr=np.nan_to_num(err), fmt="none", ecolor="0.65", lw=1, zorder=2)
         front = pareto_front(d["latency_ms_p50"], d["dice_dataset"])
@@ -183,8 +225,8 @@ def accuracy_latency_figure(points: Mapping[str, pd.DataFrame], labels: Mapping[
                              fontsize=7, zorder=5) for r in d.itertuples()]
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        # Label the 2x and 5x minor ticks too: latencies often span less than a decade.
-        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
+        # Label the 2x, 3x and 5x minor ticks too: latencies often span less than a decade.
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "235" else ""))
         ax.tick_params(axis="x", which="both", labelsize=7)
         ax.margins(x=0.15, y=0.1)
         ax.set(title=ds, xlabel="median latency per image, ms (log scale)", ylabel=f"Dice {labels[ds]} (dataset-level, 95% CI)")
@@ -212,7 +254,8 @@ def throughput_figure(table: pd.DataFrame) -> Figure | None:
     plt, sns = _pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=_DPI)
     d = ok.assign(input=ok["image_size"].astype(str))
-    sns.lineplot(data=d, x="batch_size", y="images_per_s", hue="method", style="input", markers=True, ax=ax)
+    sns.lineplot(data=d, x="batch_size", y="images_per_s", hue="method", style="input", markers=True, ax=ax,
+                 palette=sns.color_palette("colorblind", d["method"].nunique()))
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(d["batch_size"].unique()), labels=[str(int(b)) for b in sorted(d["batch_size"].unique())])
     ax.set(xlabel="batch size (images per forward pass)", ylabel="images per second (p50)",
@@ -283,6 +326,10 @@ def per_image_figure(per_image: Mapping[str, pd.DataFrame], labels: Mapping[str,
         labels: Per dataset, the headline label.
     """
     _, sns = _pyplot()
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    dot = sns.color_palette("colorblind")[0]
     n_methods = max(d["method"].nunique() for d in per_image.values())
     fig, axes = _panels(len(per_image), 4.8, 1.2 + 0.45 * n_methods)
     for ax, (ds, d) in zip(axes, per_image.items()):
@@ -291,13 +338,15 @@ def per_image_figure(per_image: Mapping[str, pd.DataFrame], labels: Mapping[str,
         # seaborn jitters with numpy's global generator: seed it here (and restore it) so a report is reproducible.
         state = np.random.get_state()
         np.random.seed(0)
-        try:
-            sns.stripplot(data=d, x="value", y="method", order=order, hue="method", hue_order=order, size=2.8,
-                          alpha=0.65, jitter=0.2, legend=False, ax=ax)
+        try:  # one colour: the row names the method; the legend says what a dot and a box are
+            sns.stripplot(data=d, x="value", y="method", order=order, color=dot, size=2.8, alpha=0.6, jitter=0.2, ax=ax)
         finally:
             np.random.set_state(state)
         ax.set(title=ds, xlabel=f"Dice {labels[ds]} per image", ylabel="")
-    fig.tight_layout()
+    handles = [Line2D([], [], ls="", marker="o", ms=4, color=dot, alpha=0.6, label="one test image (per seed)"),
+               Patch(facecolor="0.88", edgecolor="0.3", label="box: quartiles and median; whiskers: 1.5 IQR")]
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.3 / fig.get_figheight(), 1, 1))
     return fig
 
 
@@ -362,7 +411,7 @@ def _class_colours(class_names: Sequence[str]) -> np.ndarray:
     """One RGB colour per class; a class named background stays transparent (NaN)."""
     _, sns = _pyplot()
 
-    colours = np.array(sns.color_palette("tab10" if len(class_names) <= 10 else "tab20", len(class_names)))
+    colours = np.array(sns.color_palette("colorblind" if len(class_names) <= 10 else "tab20", len(class_names)))
     for i, name in enumerate(class_names):
         if name.lower() == "background":
             colours[i] = np.nan
@@ -447,12 +496,12 @@ def reliability_figure(curves: Mapping[str, pd.DataFrame], *, dataset: str) -> F
     plt, sns = _pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(4.8, 5.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.plot([0, 1], [0, 1], color="0.5", linestyle="--", linewidth=0.8, label="perfect calibration")
-    # The default palette repeats after 10 colours; a whole grid's methods need more distinct ones.
-    colours = sns.color_palette("tab20" if len(curves) > 10 else None, n_colors=len(curves))
-    for colour, (method, bins) in zip(colours, curves.items()):
-        filled = bins[bins["count"] > 0]
-        top.plot(filled["confidence"], filled["accuracy"], marker="o", markersize=3, color=colour, label=method)
-        bottom.plot(filled["confidence"], filled["count"] / filled["count"].sum(), marker="o", markersize=3, color=colour)
+    styles = series_styles(list(curves))
+    for method, bins in curves.items():
+        filled, st = bins[bins["count"] > 0], styles[method]
+        line = {"marker": st.marker, "ls": st.linestyle, "markersize": 3, "color": st.colour}
+        top.plot(filled["confidence"], filled["accuracy"], label=method, **line)
+        bottom.plot(filled["confidence"], filled["count"] / filled["count"].sum(), **line)
     top.set(title=dataset, ylabel="accuracy", xlim=(0, 1.02), ylim=(0, 1.02))
     if len(curves) > 8:  # beside the axes: inside, a long legend hides the curves
         top.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
@@ -479,14 +528,14 @@ def learning_curves_figure(curves: pd.DataFrame, *, dataset: str) -> Figure:
     for ax, method in zip(axes, methods):
         rows = curves[curves["method"] == method]
         groups = list(rows.groupby(by, dropna=False, sort=True)) if by else [((), rows)]
-        colours = sns.color_palette(n_colors=max(1, len(groups)))
-        for colour, (_, cell) in zip(colours, groups):
-            cell = cell[cell["val_score"].notna()].sort_values("epoch")
+        styles = series_styles(range(len(groups)))
+        for k, (_, cell) in enumerate(groups):
+            cell, st = cell[cell["val_score"].notna()].sort_values("epoch"), styles[k]
             if cell.empty:
                 continue
-            ax.plot(cell["train_s"], cell["val_score"], color=colour, linewidth=1, marker="o", markersize=1.5)
+            ax.plot(cell["train_s"], cell["val_score"], color=st.colour, ls=st.linestyle, linewidth=1, marker="o", markersize=1.5)
             best = cell.loc[cell["val_score"].idxmax()]
-            ax.plot(best["train_s"], best["val_score"], marker="*", markersize=8, color=colour)
+            ax.plot(best["train_s"], best["val_score"], marker="*", markersize=8, color=st.colour)
         ax.set(title=method, xlabel="training seconds (budget clock)", ylabel="validation mean IoU", ylim=(0, 1))
     fig.suptitle(f"{dataset}: learning curves (star: the epoch kept; one line per {', '.join(by) or 'cell'})", fontsize=9)
     fig.tight_layout()
@@ -496,7 +545,8 @@ def learning_curves_figure(curves: pd.DataFrame, *, dataset: str) -> Figure:
 def label_efficiency_figure(tables: Mapping[str, pd.DataFrame], labels: Mapping[str, str]) -> Figure:
     """Score against the number of training images (log axis) per method, 95% intervals, one panel per dataset.
 
-    Deep methods are solid lines, classical ones dashed; a method run at one fraction only (it does not
+    Each method has its own ``series_styles`` colour (and marker and line style past eight methods), its
+    family in the legend; a method run at one fraction only (it does not
     train on the subsets) is a dotted horizontal line with its interval as a band.
 
     Args:
@@ -506,22 +556,21 @@ def label_efficiency_figure(tables: Mapping[str, pd.DataFrame], labels: Mapping[
     _, sns = _pyplot()
     from matplotlib.ticker import FuncFormatter, NullFormatter  # with pyplot: matplotlib is imported late
 
-    methods = sorted({m for t in tables.values() for m in t["method"]})
-    palette = dict(zip(methods, sns.color_palette("tab10" if len(methods) <= 10 else "tab20", len(methods))))
+    styles = series_styles(sorted({m for t in tables.values() for m in t["method"]}))
     fig, axes = _panels(len(tables), 4.8, 3.6)
     for ax, (ds, table) in zip(axes, tables.items()):
         x_range = (table["n_train"].min(), table["n_train"].max())
         for method, rows in table.groupby("method", sort=True):
-            colour, family = palette[method], rows["family"].iloc[0]
+            st, family = styles[method], rows["family"].iloc[0]
             if len(rows) == 1:
                 r = rows.iloc[0]
-                ax.plot(x_range, [r["score"]] * 2, ls=":", color=colour, label=f"{method} ({family}, no subsets)")
+                ax.plot(x_range, [r["score"]] * 2, ls=":", color=st.colour, label=f"{method} ({family}, no subsets)")
                 if not np.isnan(r["score_low"]):
-                    ax.fill_between(x_range, r["score_low"], r["score_high"], color=colour, alpha=0.12, lw=0)
+                    ax.fill_between(x_range, r["score_low"], r["score_high"], color=st.colour, alpha=0.12, lw=0)
                 continue
             err = np.nan_to_num(np.vstack([rows["score"] - rows["score_low"], rows["score_high"] - rows["score"]]))
-            ax.errorbar(rows["n_train"], rows["score"], yerr=err, fmt="o-" if family == "deep" else "s--", ms=4,
-                        capsize=3, color=colour, label=f"{method} ({family})")
+            ax.errorbar(rows["n_train"], rows["score"], yerr=err, marker=st.marker, ls=st.linestyle, ms=4,
+                        capsize=3, color=st.colour, label=f"{method} ({family})")
         ax.set_xscale("log")
         ticks = sorted(table["n_train"].unique())
         ax.set_xticks(ticks)
@@ -533,20 +582,54 @@ def label_efficiency_figure(tables: Mapping[str, pd.DataFrame], labels: Mapping[
     return fig
 
 
-def budget_figure(table: pd.DataFrame, *, dataset: str, label: str) -> Figure:
-    """Score against training budget, a line per method (``segbench run --budget-s 30,90,270``).
+def compute_figure(table: pd.DataFrame, *, x: str, xlabel: str, ylabel: str, dataset: str) -> Figure | None:
+    """Score against training compute (log axis), 95% intervals: a line per deep method's budget sweep (a
+    linestyle per training fraction when there are several), classical methods as squares at their ``x``, or,
+    where they have no value of ``x`` (no FLOPs count), as dotted horizontal lines with their interval as a band.
 
     Args:
-        table: Columns ``method, budget_s, score`` (mean over the method's test images at that budget).
-        dataset: Title.
-        label: What the score is (axis label).
+        table: ``compute.compute_table``.
+        x: The column on the x axis (``train_s`` or ``train_flops``).
+        xlabel, ylabel, dataset: Axis labels and the title.
+
+    Returns:
+        None when no deep method has a value of ``x``.
     """
-    plt, sns = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
-    sns.lineplot(data=table, x="budget_s", y="score", hue="method", marker="o", ax=ax)
-    ax.set(xscale="log", xlabel="training budget (s of the budget clock)", ylabel=label, title=dataset)
-    ax.set_xticks(sorted(table["budget_s"].unique()), [f"{b:g}" for b in sorted(table["budget_s"].unique())])
-    ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    _, sns = _pyplot()
+    deep = table[(table["family"] == "deep") & table["budget_s"].notna() & table[x].notna()]
+    if deep.empty:
+        return None
+    methods = sorted(table["method"].unique())
+    palette = dict(zip(methods, sns.color_palette("colorblind" if len(methods) <= 10 else "tab20", len(methods))))
+    styles = dict(zip(sorted(table["train_fraction"].unique(), reverse=True), ["-", "--", "-.", ":"] * 4))
+    several = len(styles) > 1
+    fig, (ax,) = _panels(1, 6.4, 4.2)
+    x_range = (deep[x].min(), deep[x].max())
+    for (method, fraction), rows in table.groupby(["method", "train_fraction"], sort=True):
+        colour, family = palette[method], rows["family"].iloc[0]
+        name = method + (f", {rows['n_train'].iloc[0]:.0f} images" if several else "")
+        err = np.nan_to_num(np.vstack([rows["score"] - rows["score_low"], rows["score_high"] - rows["score"]]))
+        if family == "deep":
+            rows = rows[rows[x].notna()]
+            err = np.nan_to_num(np.vstack([rows["score"] - rows["score_low"], rows["score_high"] - rows["score"]]))
+            ax.errorbar(rows[x], rows["score"], yerr=err, fmt="o", ls=styles[fraction], ms=4, capsize=3, color=colour,
+                        label=f"{name} (deep)")
+        elif rows[x].notna().all():
+            ax.errorbar(rows[x], rows["score"], yerr=err, fmt="s", ms=6, capsize=3, color=colour, mfc="none",
+                        label=f"{name} (classical)")
+        else:
+            r = rows.iloc[0]
+            ax.plot(x_range, [r["score"]] * 2, ls=":", color=colour, label=f"{name} (classical, no {x.split('_')[-1]})")
+            if not np.isnan(r["score_low"]):
+                ax.fill_between(x_range, r["score_low"], r["score_high"], color=colour, alpha=0.12, lw=0)
+    ax.set_xscale("log")
+    if x == "train_s":  # seconds read better as 2, 30, 270 than as powers of ten
+        from matplotlib.ticker import FuncFormatter  # with pyplot: matplotlib is imported late
+
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "25" else ""))
+    ax.set(title=dataset, xlabel=xlabel, ylabel=ylabel)
+    ax.legend(fontsize=6, loc="best")
     fig.tight_layout()
     return fig
 
@@ -561,7 +644,7 @@ def degradation_figure(table: pd.DataFrame, *, label: str, dataset: str) -> Figu
     """
     _, sns = _pyplot()
     methods = sorted(table["method"].unique())
-    palette = dict(zip(methods, sns.color_palette("tab10" if len(methods) <= 10 else "tab20", len(methods))))
+    styles = series_styles(methods)
     corruptions = [c for c in dict.fromkeys(table["corruption"]) if c != CLEAN]
     fig, axes = _panels(len(corruptions), 3.6, 3.0)
     clean = table[table["corruption"] == CLEAN]
@@ -573,8 +656,9 @@ def degradation_figure(table: pd.DataFrame, *, label: str, dataset: str) -> Figu
                 continue
             family = rows["family"].iloc[0]
             err = np.nan_to_num(np.vstack([rows["score"] - rows["score_low"], rows["score_high"] - rows["score"]]))
-            ax.errorbar(rows["severity"], rows["score"], yerr=err, fmt="o-" if family == "deep" else "s--", ms=4,
-                        capsize=2, color=palette[method], label=f"{method} ({family})")
+            st = styles[method]
+            ax.errorbar(rows["severity"], rows["score"], yerr=err, marker=st.marker, ls=st.linestyle, ms=4,
+                        capsize=2, color=st.colour, label=f"{method} ({family})")
         ax.set_xticks(sorted(table["severity"].unique()))
         ax.set(title=f"{dataset}: {corruption}", xlabel="severity (0 = clean)", ylabel=f"Dice {label} (per-image mean)")
     if axes:

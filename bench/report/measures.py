@@ -28,9 +28,9 @@ from segbench.measure.schema import (
 )
 from segbench.report.figures import reliability_figure, save_figure
 from segbench.report.format import fmt, fmt_ci
-from segbench.report.stats import paired_seeds_test
+from segbench.report.stats import paired_difference
 from segbench.report.render import Figure, Heading, Para, Table
-from segbench.report.rundata import scored_class
+from segbench.report.rundata import image_folds, scored_class
 from segbench.run.records import slug
 
 __all__ = ["measures_blocks", "measures_table", "reliability_table", "stage_effects_table"]
@@ -94,7 +94,8 @@ def stage_effects_table(summary: pd.DataFrame, per_image: pd.DataFrame, dataset:
     Dice and the per-image metrics marked ``stage_effect`` in ``segbench.measure.schema`` (BF1, HD95, clDice
     with ``--cldice``) of the scored class, or their means over classes, are paired per (seed, image) as the
     report's paired comparisons are: the mean difference (after - before) with
-    its 95% interval from the two-level seeds x images bootstrap (``stats.paired_seeds_test``); ECE before and
+    its 95% interval from the paired comparisons' one statistic (``stats.paired_difference``: folds, or seeds
+    and images, as the trained units); ECE before and
     after (per cell over all test pixels, mean over seeds and folds). Empty without such pairs or without
     boundary columns.
     """
@@ -121,7 +122,8 @@ def stage_effects_table(summary: pd.DataFrame, per_image: pd.DataFrame, dataset:
             a, b = _per_image(rows_here, after, key, classes, scored), _per_image(rows_here, before, key, classes, scored)
             seeds, images = a.index.intersection(b.index), a.columns.intersection(b.columns)
             diff = a.loc[seeds, images].to_numpy(float) - b.loc[seeds, images].to_numpy(float)
-            row[f"d_{key}"], _ = paired_seeds_test(diff) if diff.size else (None, None)
+            folds = image_folds(rows_here, after, [str(i) for i in images])
+            row[f"d_{key}"] = paired_difference(diff, folds).interval if diff.size else None
             row["images"] = len(images)
         row["ece_before"], row["ece_after"] = float(ece[before]), float(ece[after])
         out.append(row)
@@ -177,8 +179,8 @@ def measures_blocks(run: Any, dataset: str, fig_dir: Path | None) -> list[Any]:
     if not effects.empty:
         blocks += [
             Para("What each stage changes, on the same test images: the mean per-image difference (after - before; "
-                 "for HD95 negative is better) with its 95% interval over seeds x images (the paired comparisons' "
-                 "two-level bootstrap), and the expected calibration error before and after the stage."),
+                 "for HD95 negative is better) with its 95% interval from the paired comparisons' t reference on the "
+                 "trained units (folds, or seeds and images), and the expected calibration error before and after the stage."),
             Table(_stage_effects_display(effects, label)),
         ]
     if fig_dir is None:

@@ -1,8 +1,8 @@
 """The report's automatic sentences, from the tables alone.
 
 Each sentence compares like with like: a claim of significance cites the Holm-corrected p-value; the 95%
-intervals are not corrected for the number of pairs, so they are only ever set against the *uncorrected*
-p-value of the same pair.
+intervals are not corrected for the number of pairs, so they go with the *uncorrected* p-value of the same
+pair (one t reference gives both, so they agree).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from segbench.report.format import fmt_p
-from segbench.report.tables import ALPHA, WILCOXON
+from segbench.report.tables import ALPHA
 
 __all__ = ["dataset_intro", "paired_intro", "paired_sentence", "work_sizes_sentence"]
 
@@ -39,14 +39,28 @@ def dataset_intro(first: Mapping[str, object], *, several_seeds: bool) -> str:
             f"bootstrap over test images (2000 resamples, seed 0).{seeds} Latency: one image, batch 1, {first['device_name']}.")
 
 
-def paired_intro(label: str, *, several_seeds: bool) -> str:
-    """What the paired table holds."""
-    seeds = (" Pairs with several common seeds are matched on (seed, image); their interval and p-value come from "
-             "one two-level bootstrap over seeds and images (normal approximation), so training noise counts."
-             if several_seeds else "")
-    return (f"Each pair on the same images: mean per-image difference of Dice {label} (A − B) with its 95% interval "
-            "(not corrected for the number of pairs), the p-value of the pair's test (two-sided Wilcoxon signed-rank "
-            f"with one seed) and that p-value Holm-corrected over the pairs of this dataset.{seeds}")
+def paired_intro(label: str, *, several_seeds: bool, table: pd.DataFrame | None = None) -> str:
+    """What the paired table holds, how its one statistic is made and over which family Holm corrects.
+
+    Args:
+        label: The headline class's label.
+        several_seeds: Whether some pair has several common seeds.
+        table: The ``paired_table`` (its units and family are named when given).
+    """
+    seeds = " Pairs are matched on (seed, image)." if several_seeds else ""
+    family = f" over {table.attrs['family']}" if table is not None and "family" in table.attrs else " over the pairs of this dataset"
+    text = (f"Each pair on the same images: mean per-image difference of Dice {label} (A − B), its 95% interval "
+            "(not corrected for the number of pairs) and its two-sided p-value, all three from one t reference on "
+            "the units that were trained and the images within them: in a K-fold run the folds (each with its own "
+            "models; t with K − 1 degrees of freedom), on one split with several seeds the seeds and images as crossed "
+            "random effects (Satterthwaite degrees of freedom), on one split with one seed the images. The verdict "
+            f"names the method this mean difference favours when the Holm-corrected p-value{family} is below 0.05 "
+            f"(docs/report.md).{seeds}")
+    if table is not None and len(table) and not table["training_noise"].astype(bool).all():
+        text += (" With one split and one trained model per method, training noise (another seed, another split) is "
+                 "not in the test: a verdict says the methods differ on this population of images for these trained "
+                 "models, not that retraining them would give the same order.")
+    return text
 
 
 #: Pairs named in one sentence; the rest are counted (the table lists them all).
@@ -62,9 +76,8 @@ def _pairs(rows: pd.DataFrame) -> str:
 def paired_sentence(table: pd.DataFrame, label: str, *, alpha: float = ALPHA) -> str:
     """The verdicts of a ``paired_table`` in words, each set against the p-value of the same level.
 
-    Significance is Holm's. Then, at the uncorrected level: pairs whose test rejects only before the
-    correction; and, where the interval and the test are different procedures (Wilcoxon), pairs where they
-    disagree, each case said once with the pairs it concerns.
+    Significance is Holm's; then the pairs whose test rejects only before the correction. The interval, the
+    p-value and the winner come from one statistic (``stats.paired_difference``), so they cannot disagree.
     """
     if table.empty:
         return "One method only: nothing to compare."
@@ -81,18 +94,6 @@ def paired_sentence(table: pd.DataFrame, label: str, *, alpha: float = ALPHA) ->
     if len(uncorrected):
         text += (f" Below {alpha:g} before the correction but not after it: {_pairs(uncorrected)}; with this many pairs, "
                  "some such values are expected by chance.")
-    # The signed-rank test and the interval of the mean answer different questions; both uncorrected here.
-    excludes = (table["diff_low"] > 0) | (table["diff_high"] < 0)
-    wilcoxon = table["test"] == WILCOXON
-    mean_only = table[wilcoxon & excludes & ~(table["p"] < alpha)]
-    if len(mean_only):
-        text += (f" For {_pairs(mean_only)} the 95% interval of the mean difference excludes 0 but the signed-rank test "
-                 f"does not reject even before correction: the mean gap may come from a few images with large differences "
-                 "rather than a consistent shift over images (see the per-image figure).")
-    shift_only = table[wilcoxon & ~excludes & (table["p"] < alpha)]
-    if len(shift_only):
-        text += (f" For {_pairs(shift_only)} the signed-rank test rejects before correction but the interval of the mean "
-                 "difference includes 0: a consistent shift on most images, offset in the mean by a few going the other way.")
     return text
 
 

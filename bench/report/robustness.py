@@ -312,7 +312,7 @@ def label_efficiency_blocks(run: Any, dataset: str, fig_dir: Path | None) -> lis
         path = save_figure(label_efficiency_figure({dataset: table}, {dataset: label}), fig_dir,
                            f"label_efficiency_{slug(dataset)}")
         blocks.append(Figure(path, f"{dataset}: per-image mean Dice {label} against the number of training images "
-                                   "(log scale), 95% intervals; deep solid, classical dashed, dotted: run once."))
+                                   "(log scale), 95% intervals; dotted with a band: a method run once (it trains on no subset)."))
     return blocks
 
 

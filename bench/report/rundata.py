@@ -42,7 +42,7 @@ from segbench.measure.schema import (
 from segbench.report.robustness import main_rows
 from segbench.run.records import PREDICTIONS_CELL_FILE, load_tables, prediction_dir, prediction_path
 
-__all__ = ["RunData", "headline_columns", "scored_class", "pool_folds"]
+__all__ = ["RunData", "headline_columns", "image_folds", "scored_class", "pool_folds"]
 
 #: A (dataset, method, seed) cell group: one cell, or one per fold in a K-fold run.
 Key = tuple[str, str, int]
@@ -173,6 +173,12 @@ class RunData:
                               & self.per_image["seed"].isin(seeds)]
         return rows.pivot(index="seed", columns="image_id", values=column).sort_index(axis=1)
 
+    def image_folds(self, dataset: str, method: str, image_ids: Sequence[str]) -> np.ndarray | None:
+        """The fold that tested each of ``image_ids`` for the method (``image_folds``); None on one split."""
+        if not self.has_per_image(dataset):
+            return None
+        return image_folds(self.per_image[self.per_image["dataset"] == dataset], method, image_ids)
+
     def cell_records(self, dataset: str, method: str, seed: int) -> list[dict[str, Any]] | None:
         """The ``cell.json`` of each fold behind a summary row, or None when the folder lacks any of them."""
         paths = self.cells.get((dataset, method, int(seed)))
@@ -292,6 +298,26 @@ class RunData:
                           "cell's confusion matrix (predictions from another setting?).")
         return stacked, ("Dataset-level intervals use per-image confusion matrices rebuilt from the saved predictions "
                          "(this run folder predates confusion_per_image.npz); they add up to each cell's matrix.")
+
+
+def image_folds(per_image: pd.DataFrame, method: str, image_ids: Sequence[str]) -> np.ndarray | None:
+    """The fold that tested each of ``image_ids`` (``per_image.csv``'s ``fold``, rows of one dataset), or None
+    for a run on one split (no ``fold`` column, or one fold).
+
+    Raises:
+        ValueError: When an image was tested in different folds by different seeds (a split that changed with
+            the seed): the folds are then not the trained units of a comparison.
+    """
+    if "fold" not in per_image.columns:
+        return None
+    rows = per_image[per_image["method"] == method]
+    folds = rows.groupby(rows["image_id"].astype(str))["fold"].agg(["min", "max"])
+    if folds["min"].isna().all() or folds["min"].nunique() <= 1:
+        return None
+    if (folds["min"] != folds["max"]).any():
+        raise ValueError(f"{method}: an image was tested in different folds by different seeds; the report compares "
+                         "methods on folds shared by every seed")
+    return folds["min"].reindex([str(i) for i in image_ids]).to_numpy()
 
 
 def _match_cells(run_dir: Path, summary: pd.DataFrame) -> dict[Key, tuple[Path, ...]]:

@@ -4,9 +4,9 @@ Functions here read a ``RunData`` and return new tables; what they had to leave 
 table's ``attrs["notes"]`` (shown in the report), never written into the run data.
 
 Intervals: with one seed, a BCa bootstrap over test images; with several, the two-level bootstrap over
-seeds and images (``segbench.report.stats``), so training noise counts. Paired tests: with one common seed,
-Wilcoxon signed-rank on per-image differences; with several, the two-level bootstrap test of the mean
-difference over matched (seed, image) pairs. Holm's correction over the pairs of a dataset in both cases.
+seeds and images (``segbench.report.stats``), so training noise counts. Paired comparisons: the mean
+difference, its interval and its p-value from one t reference on the trained units (folds, seeds) and the
+images within them (``stats.paired_difference``); Holm's correction over the pairs of a dataset.
 """
 
 from __future__ import annotations
@@ -24,21 +24,20 @@ from segbench.report.stats import (
     Interval,
     bootstrap_ci,
     confusion_score,
+    PairedDifference,
     holm,
-    paired_seeds_test,
+    paired_difference,
     seed_mean,
     seeds_images_ci,
     weighted_nanmean,
-    wilcoxon_p,
 )
 
 __all__ = [
     "ALPHA",
     "PAIRED_COLUMNS",
     "SCORE_COLUMNS",
-    "TWO_LEVEL",
-    "WILCOXON",
     "brief_table",
+    "compare_methods",
     "paired_table",
     "per_class_iou_table",
     "scores_table",
@@ -55,10 +54,8 @@ SCORE_COLUMNS = [("dataset_pixel_accuracy", "pixel_accuracy"), ("dataset_mean_pi
                  ("model_ms_p50", "model_ms_p50"), ("overhead_ms_p50", "overhead_ms_p50"), ("params", "params"),
                  ("flops", "flops")]
 #: Columns of ``paired_table``.
-PAIRED_COLUMNS = ["method_a", "method_b", "seeds", "n_images", "dice_a", "dice_b", "diff", "diff_low", "diff_high",
-                  "test", "p", "p_holm", "significant", "verdict"]
-#: Names of the paired tests (the ``test`` column): one common seed, several.
-WILCOXON, TWO_LEVEL = "Wilcoxon signed-rank", "seeds x images bootstrap"
+PAIRED_COLUMNS = ["method_a", "method_b", "seeds", "folds", "n_images", "dice_a", "dice_b", "diff", "diff_low",
+                  "diff_high", "test", "df", "training_noise", "p", "p_holm", "significant", "verdict"]
 
 
 def brief_table(summary: pd.DataFrame) -> str:
@@ -157,15 +154,43 @@ def _dataset_interval(run: RunData, dataset: str, method: str, seeds: list[int],
     return ci, notes + more
 
 
-def paired_table(run: RunData, dataset: str, *, alpha: float = ALPHA) -> pd.DataFrame:
-    """Every pair of methods on the same test images: mean per-image headline Dice difference and tests.
+def compare_methods(run: RunData, dataset: str, a: str, b: str, column: str | None = None) -> tuple[PairedDifference, dict[str, Any]]:
+    """Method ``a`` against ``b`` on their common test images and seeds: the one paired statistic of the report.
 
-    Pairs are matched on (seed, image) over the seeds both methods ran (a seed number means the same
-    fitted base for a pipeline and its base in one run; for unrelated methods the match is arbitrary and
-    harmless, since seeds are resampled as whole units). Pairs where either Dice is undefined are left out.
-    A is the method of higher mean per-image Dice. With one common seed the interval is a BCa bootstrap
-    over images and the test Wilcoxon's signed-rank; with several, both come from the two-level bootstrap
-    (``stats.paired_seeds_test``). P-values are Holm-corrected over all pairs of the dataset.
+    Per-image scores (``column``, default the headline Dice) are matched on (seed, image) over the seeds
+    both ran (a seed number means the same fitted base for a pipeline and its base in one run; for
+    unrelated methods the match is arbitrary and harmless, since each seed is a whole unit); pairs where
+    either score is undefined are left out. ``stats.paired_difference`` then gives the mean difference
+    a - b, its interval, its p-value and the direction, resampling the folds (K-fold runs) or the seeds and
+    images (one split). Every verdict of the report comes from here.
+
+    Returns:
+        ``(result, facts)``: facts ``seeds, folds, n_images, dice_a, dice_b`` (means over the matched pairs).
+    """
+    column = column or run.headline(dataset)[1]
+    x_, y_ = run.per_image_values(dataset, a, column), run.per_image_values(dataset, b, column)
+    seeds = x_.index.intersection(y_.index)
+    images = x_.columns.intersection(y_.columns)
+    x, y = x_.loc[seeds, images].to_numpy(float), y_.loc[seeds, images].to_numpy(float)
+    defined = ~np.isnan(x - y)
+    used = defined.any(axis=0)
+    folds = run.image_folds(dataset, a, list(images))
+    result = paired_difference(np.where(defined, x - y, np.nan), folds)
+    facts = {"seeds": len(seeds), "folds": 1 if folds is None else len(np.unique(folds[used])),
+             "n_images": int(used.sum()),
+             "dice_a": float(x[defined].mean()) if defined.any() else np.nan,
+             "dice_b": float(y[defined].mean()) if defined.any() else np.nan}
+    return result, facts
+
+
+def paired_table(run: RunData, dataset: str, *, alpha: float = ALPHA) -> pd.DataFrame:
+    """Every pair of methods on the same test images: mean per-image headline Dice difference and its test.
+
+    A is the method of higher mean per-image Dice. Each row is ``compare_methods``: the difference, its 95%
+    interval and p from one t reference on the trained units; ``test`` names the units and ``training_noise``
+    says whether training noise is in the test (not with one split and one seed). P-values are
+    Holm-corrected over all pairs of the dataset (``attrs["family"]`` says so); a verdict names the method the
+    mean difference favours when the Holm p is below ``alpha``.
 
     Returns:
         Columns ``PAIRED_COLUMNS``; empty with fewer than two methods or without per-image scores.
@@ -174,34 +199,26 @@ def paired_table(run: RunData, dataset: str, *, alpha: float = ALPHA) -> pd.Data
         return pd.DataFrame(columns=PAIRED_COLUMNS)
     column = run.headline(dataset)[1]
     methods = list(dict.fromkeys(run.ok(dataset)["method"]))
-    values = {m: run.per_image_values(dataset, m, column) for m in methods}
-    methods.sort(key=lambda m: -np.nan_to_num(np.nanmean(values[m].to_numpy(float)), nan=-np.inf))
+    means = {m: np.nanmean(run.per_image_values(dataset, m, column).to_numpy(float)) for m in methods}
+    methods.sort(key=lambda m: -np.nan_to_num(means[m], nan=-np.inf))
     rows = []
     for i, a in enumerate(methods):
         for b in methods[i + 1 :]:
-            seeds = values[a].index.intersection(values[b].index)
-            images = values[a].columns.intersection(values[b].columns)
-            x, y = (values[m].loc[seeds, images].to_numpy(float) for m in (a, b))
-            defined = ~np.isnan(x - y)
-            d = np.where(defined, x - y, np.nan)[:, defined.any(axis=0)]
-            if len(seeds) == 1:
-                ci = bootstrap_ci(lambda w, d=d[0]: weighted_nanmean(d, w), d.shape[1])
-                test, p = WILCOXON, wilcoxon_p(d[0])
-            else:
-                (ci, p), test = paired_seeds_test(d), TWO_LEVEL
-            rows.append({"method_a": a, "method_b": b, "seeds": len(seeds), "n_images": d.shape[1],
-                         "dice_a": float(x[defined].mean()) if defined.any() else np.nan,
-                         "dice_b": float(y[defined].mean()) if defined.any() else np.nan,
-                         "diff": ci.estimate, "diff_low": ci.low, "diff_high": ci.high, "test": test, "p": p})
-    table = pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+            r, facts = compare_methods(run, dataset, a, b, column)
+            rows.append({"method_a": a, "method_b": b, **facts, "diff": r.diff, "diff_low": r.interval.low,
+                         "diff_high": r.interval.high, "test": f"t, {r.units}", "df": r.df,
+                         "training_noise": r.training_noise, "p": r.p, "direction": r.direction})
+    table = pd.DataFrame(rows, columns=[*PAIRED_COLUMNS, "direction"])
     if table.empty:
-        return table
+        return table.drop(columns="direction")
     table["p_holm"] = holm(table["p"].to_numpy(float))
     table["significant"] = table["p_holm"] < alpha
     table["verdict"] = [
-        (f"{r.method_a} better" if r.diff > 0 else f"{r.method_b} better") if r.significant else "no significant difference"
-        for r in table.itertuples()
+        (f"{r.method_a} better" if r.direction > 0 else f"{r.method_b} better") if r.significant and r.direction
+        else "no significant difference" for r in table.itertuples()
     ]
+    table = table.drop(columns="direction")
+    table.attrs["family"] = f"the {len(table)} pairs of {dataset}"
     return table
 
 

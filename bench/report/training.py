@@ -1,5 +1,6 @@
 """The report's training section: how each network's training went (``curves.csv`` and the summary's training
-columns: epochs run, the epoch kept, what stopped it) and, on a budget axis, the score at each budget."""
+columns: epochs run, the epoch kept, what stopped it). The score at each budget of a budget axis is the compute
+section's (``segbench.report.compute``: with intervals, against seconds and FLOPs, and time to target)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from segbench.report.figures import budget_figure, learning_curves_figure, save_figure
+from segbench.report.figures import learning_curves_figure, save_figure
 from segbench.report.format import fmt
 from segbench.report.render import Block, Figure, Heading, Para, Table
 from segbench.run.folder import CURVES_FILE
@@ -45,8 +46,7 @@ def training_table(summary: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
 def training_blocks(run: Any, dataset: str, fig_dir: Path | None) -> list[Block]:
     """The training section of a dataset of a ``RunData`` (its whole tables: every budget); none when no cell of
     the dataset trained a network. Figures go to ``fig_dir`` (None leaves them out)."""
-    all_summary, all_per_image = run.all_summary, run.all_per_image
-    label, column, _ = run.headline(dataset)
+    all_summary = run.all_summary
     summary = all_summary[(all_summary["dataset"] == dataset) & (all_summary["status"] == "ok")]
     if "corruption" in summary.columns:
         summary = summary[summary["corruption"].astype(str) == "none"]
@@ -70,18 +70,4 @@ def training_blocks(run: Any, dataset: str, fig_dir: Path | None) -> list[Block]
     if fig_dir is not None and len(curves):
         png = save_figure(learning_curves_figure(curves, dataset=dataset), fig_dir, f"learning_curves_{dataset}")
         blocks.append(Figure(png, f"{dataset}: validation mean IoU against training seconds (curves.csv)"))
-    budgets = pd.to_numeric(summary.get("budget_s", pd.Series(dtype=float)), errors="coerce")
-    if budgets.nunique() > 1 and "budget_s" in all_per_image.columns:
-        images = all_per_image[(all_per_image["dataset"] == dataset) & all_per_image["budget_s"].notna()]
-        if "corruption" in images.columns:
-            images = images[images["corruption"].astype(str) == "none"]
-        by_budget = images.groupby(["method", "budget_s"], sort=False)[column].mean().rename("score").reset_index()
-        wide = by_budget.pivot(index="method", columns="budget_s", values="score")
-        shown = wide.map(fmt).rename(columns=lambda b: f"{b:g} s").reset_index()
-        blocks += [Heading(3, "Score against training budget"),
-                   Para(f"Per-image Dice ({label}) at each training budget (--budget-s), mean over the test images."),
-                   Table(shown)]
-        if fig_dir is not None:
-            png = save_figure(budget_figure(by_budget, dataset=dataset, label=f"per-image Dice ({label})"), fig_dir, f"budget_{dataset}")
-            blocks.append(Figure(png, f"{dataset}: score against training budget"))
     return blocks

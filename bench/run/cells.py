@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,10 +20,13 @@ from PIL import Image
 from segbench.datasets import DataError, build_dataset
 from segbench.datasets.base import Sample
 from segbench.datasets.corruptions import corrupt
+from segbench.files import write_atomic
 from segbench.measure.cell_measures import CellMeasures
 from segbench.measure.latency import (
     MemoryProbe,
+    clock,
     configured_threads,
+    device_name,
     summarize_split,
     timed_call,
 )
@@ -32,8 +34,6 @@ from segbench.measure.metrics import ConfusionMatrix, scores_from_confusion
 from segbench.measure.schema import confusion_columns
 from segbench.methods import IncompatibleError, Method, build_method
 from segbench.methods.tiling import Tiling
-from segbench.run.environment import device_name
-from segbench.run.records import write_atomic
 from segbench.run.settings import tiling_of, variants_of
 from tqdm.auto import tqdm
 
@@ -172,7 +172,7 @@ def _evaluate(task: CellTask) -> CellOutcome:
         "scored_class": dataset.headline_class(),  # what the headline Dice/IoU score: a class, or "mean"
         "latency_timed": "pending" if task.defer_latency else "in cell",
         # empty where no network was trained:
-        **{k: method.train_info.get(k) for k in TRAIN_COLUMNS},
+        **{k: method.train_info.get(k) for k in (*TRAIN_COLUMNS, "weights", "weights_sha256", "weights_source")},
     }
     after = {"method_config": json.dumps(method.config(), default=str)}
     for scored in (clean, *variants):
@@ -297,21 +297,21 @@ def fit_cell(task: CellTask, method: Method, train: Sequence[Sample], val: Seque
         # Our own file, written by this run's provider cell; it holds a pickled method, so not weights_only.
         shared = torch.load(path, weights_only=False)
         method = method.with_base(shared["base"])
-        start = time.perf_counter()
+        start = clock()
         method.fit_stages(train, val)
-        return method, shared["fit_s"] + time.perf_counter() - start, task.base_cell
+        return method, shared["fit_s"] + clock() - start, task.base_cell
     if not task.save_base:  # a lone method, or a provider's base that is missing (it failed): fit it all here
-        start = time.perf_counter()
+        start = clock()
         method.fit(train, val)
-        return method, time.perf_counter() - start, ""
+        return method, clock() - start, ""
     base = method.base_method
-    start = time.perf_counter()
+    start = clock()
     base.fit(train, val)
-    fit_s = time.perf_counter() - start
+    fit_s = clock() - start
     assert path is not None
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, lambda p: torch.save({"base": base, "fit_s": fit_s}, p))
-    start = time.perf_counter()
+    start = clock()
     method.fit_stages(train, val)
-    fit_s += time.perf_counter() - start
+    fit_s += clock() - start
     return method, fit_s, ""

@@ -13,29 +13,16 @@ from typing import Any
 
 import torch
 
+from segbench.measure.latency import cpu_name, device_name
+
 __all__ = ["environment", "cpu_name", "device_name", "load_average", "loaded_machine"]
 
 _PACKAGES = (
     "segbench", "numpy", "scipy", "scikit-image", "scikit-learn", "torch", "pandas", "seaborn",
     "matplotlib", "pillow", "pydensecrf2", "PyMaxflow", "pytest-benchmark",
+    # the zoo extra (None where not installed)
+    "torchvision", "segmentation-models-pytorch", "timm", "huggingface-hub",
 )
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def device_name(device: str) -> str:
-    """Human name of ``"cpu"`` or ``"cuda[:i]"``."""
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    return cpu_name()
 
 
 def _git_commit() -> str | None:

@@ -4,13 +4,12 @@ from every committed cell (layout in ``segbench.run.runner``)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from segbench.files import write_atomic
 from segbench.run.cells import CellOutcome, CellTask
 from segbench.run.records import (
     COLUMN_DEFAULTS,
@@ -18,7 +17,6 @@ from segbench.run.records import (
     PREDICTIONS_CELL_FILE,
     prediction_dir,
     prediction_path,
-    write_atomic,
 )
 
 __all__ = ["RunFolder", "CURVES_FILE", "CURVE_ID_COLUMNS"]
@@ -64,10 +62,6 @@ class RunFolder:
             # The folder is per (dataset, method, seed): a later run with other options overwrites it, so
             # record whose label maps these are; the report draws them only for that cell.
             write_atomic(pred_dir / PREDICTIONS_CELL_FILE, lambda p: p.write_text(task.key + "\n"))
-        final = self.cell_dir(task.key)
-        tmp = final.with_name(f".tmp-{task.key}-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
         ids = {"dataset": task.dataset_name, "method": task.method, "seed": task.seed, "fold": task.fold,
                "train_fraction": task.train_fraction, "corruption": "none", "severity": 0}
         after = {"n_folds": task.n_folds, "attempts": attempts, "cell": task.key, "command": self.command}
@@ -76,24 +70,27 @@ class RunFolder:
         if outcome.variants:  # corrupted test images: one summary row and confusion matrix each
             record["variants"] = [{"summary": {**ids, **v["summary"], **after}, "confusion_matrix": v["matrix"]}
                                   for v in outcome.variants]
-        (tmp / "cell.json").write_text(json.dumps(record, indent=1, default=str))
-        rows = outcome.rows + [r for v in outcome.variants for r in v["rows"]]
-        pd.DataFrame(rows).to_csv(tmp / "per_image.csv", index=False)
-        if outcome.confusions is not None:
-            # The clean matrices under image_id/confusion (one per test image, as the report reads them);
-            # corrupted ones beside them, named by image, corruption and severity.
-            arrays = {"image_id": np.array([r["image_id"] for r in outcome.rows], dtype=str), "confusion": outcome.confusions}
-            if outcome.variants:
-                variant_rows = [r for v in outcome.variants for r in v["rows"]]
-                arrays |= {
-                    "variant_image_id": np.array([r["image_id"] for r in variant_rows], dtype=str),
-                    "variant_corruption": np.array([r["corruption"] for r in variant_rows], dtype=str),
-                    "variant_severity": np.array([r["severity"] for r in variant_rows]),
-                    "variant_confusion": np.concatenate([v["confusions"] for v in outcome.variants]),
-                }
-            np.savez_compressed(tmp / "confusion_per_image.npz", **arrays)
-        shutil.rmtree(final, ignore_errors=True)  # an earlier failed attempt of the same cell
-        os.replace(tmp, final)
+
+        def write_cell(tmp: Path) -> None:
+            tmp.mkdir()
+            (tmp / "cell.json").write_text(json.dumps(record, indent=1, default=str))
+            rows = outcome.rows + [r for v in outcome.variants for r in v["rows"]]
+            pd.DataFrame(rows).to_csv(tmp / "per_image.csv", index=False)
+            if outcome.confusions is not None:
+                # The clean matrices under image_id/confusion (one per test image, as the report reads them);
+                # corrupted ones beside them, named by image, corruption and severity.
+                arrays = {"image_id": np.array([r["image_id"] for r in outcome.rows], dtype=str), "confusion": outcome.confusions}
+                if outcome.variants:
+                    variant_rows = [r for v in outcome.variants for r in v["rows"]]
+                    arrays |= {
+                        "variant_image_id": np.array([r["image_id"] for r in variant_rows], dtype=str),
+                        "variant_corruption": np.array([r["corruption"] for r in variant_rows], dtype=str),
+                        "variant_severity": np.array([r["severity"] for r in variant_rows]),
+                        "variant_confusion": np.concatenate([v["confusions"] for v in outcome.variants]),
+                    }
+                np.savez_compressed(tmp / "confusion_per_image.npz", **arrays)
+
+        write_atomic(self.cell_dir(task.key), write_cell)  # replaces an earlier failed attempt of the same cell
 
     def pending_latency(self, keys: list[str]) -> list[str]:
         """The finished cells among ``keys`` whose latency is still to be timed (they ran beside other cells)."""

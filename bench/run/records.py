@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import string
-from collections.abc import Callable
+from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import unquote
 
 import pandas as pd
+
+from segbench.files import write_atomic
 
 __all__ = [
     "KEY_COLUMNS",
@@ -20,10 +21,10 @@ __all__ = [
     "PREDICTIONS_CELL_FILE",
     "image_file_stem",
     "image_id_from_stem",
+    "case_collisions",
     "prediction_dir",
     "prediction_path",
     "slug",
-    "write_atomic",
     "load_tables",
     "DATASETS_FILE",
     "dataset_record",
@@ -50,24 +51,59 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_")
 
 
-#: Characters an image id keeps as they are in a file name; everything else is escaped.
-_KEPT = frozenset(string.ascii_lowercase + string.digits + "_-")
+#: Characters an image id keeps in its file name: safe on every common file system (Linux, macOS, Windows).
+_SAFE = frozenset(string.ascii_letters + string.digits + "_-.")
+#: Device names Windows reserves, with any extension (``CON.png`` cannot be created there).
+_WINDOWS_RESERVED = frozenset({"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
+                               *(f"LPT{i}" for i in range(1, 10))})
+
+
+def _escaped(c: str) -> str:
+    return "".join(f"%{b:02X}" for b in c.encode())
 
 
 def image_file_stem(image_id: str) -> str:
-    """A reversible, collision-free file stem for an image id.
+    """The file stem of an image's saved prediction: the id itself wherever that is a safe name on every common
+    file system (ASCII letters of either case, digits, ``_``, ``-``, ``.``; not starting with a dot; not a
+    Windows device name such as ``CON``), so ``IMD002`` is saved as ``IMD002.png``.
 
-    Lower-case ASCII letters, digits, ``_`` and ``-`` are kept; every other character (upper case, ``.``,
-    space, accents, CJK, ``%``) becomes ``%XX`` per UTF-8 byte, hex in upper case. So ids that differ only by
-    accents or case get different names, two names never differ only by case (safe on case-insensitive file
-    systems), and no name starts with a dot. ``image_id_from_stem`` inverts it.
+    Anything else becomes ``%XX`` per UTF-8 byte (hex in upper case): every other character (space, ``%``,
+    accents, CJK), a leading dot, the first letter of a device name. Reversible (``image_id_from_stem``), so
+    two ids never share a name; two ids that differ only by case get names that differ only by case, which a
+    case-insensitive file system (Windows, macOS) cannot hold apart: pre-flight refuses them
+    (``case_collisions``) when predictions are saved.
     """
-    return "".join(c if c in _KEPT else "".join(f"%{b:02X}" for b in c.encode()) for c in image_id)
+    stem = "".join(c if c in _SAFE else _escaped(c) for c in image_id)
+    if stem.startswith("."):
+        stem = _escaped(".") + stem[1:]
+    if stem.split(".")[0].upper() in _WINDOWS_RESERVED:
+        stem = _escaped(stem[0]) + stem[1:]
+    return stem
 
 
 def image_id_from_stem(stem: str) -> str:
-    """The image id that ``image_file_stem`` encoded as ``stem``."""
+    """The image id that ``image_file_stem`` (or the earlier ``_legacy_file_stem``) encoded as ``stem``."""
     return unquote(stem, errors="strict")
+
+
+def _legacy_file_stem(image_id: str) -> str:
+    """How run folders written before readable names named a prediction: every character but lower-case ASCII
+    letters, digits, ``_`` and ``-`` escaped (``IMD002`` -> ``%49%4D%44002``). Still read."""
+    kept = string.ascii_lowercase + string.digits + "_-"
+    return "".join(c if c in kept else _escaped(c) for c in image_id)
+
+
+def case_collisions(image_ids: Iterable[str]) -> list[tuple[str, str]]:
+    """Pairs of ids whose prediction files would differ only by case (one file on Windows and macOS)."""
+    first: dict[str, str] = {}
+    pairs = []
+    for image_id in image_ids:
+        folded = image_file_stem(image_id).casefold()
+        if folded in first:
+            pairs.append((first[folded], image_id))
+        else:
+            first[folded] = image_id
+    return pairs
 
 
 def prediction_dir(
@@ -87,9 +123,12 @@ def prediction_path(
     run_dir: Path, dataset: str, method: str, seed: int, image_id: str, *, fold: int | None = None,
     train_fraction: float = 1.0,
 ) -> Path:
-    """The saved label map of one image (its name encoded by ``image_file_stem``)."""
+    """The saved label map of one image, named by ``image_file_stem``; in a folder written before readable names,
+    the file it holds under the earlier name (so old run folders keep reading, and a resumed one stays whole)."""
     folder = prediction_dir(run_dir, dataset, method, seed, fold=fold, train_fraction=train_fraction)
-    return folder / f"{image_file_stem(image_id)}.png"
+    path = folder / f"{image_file_stem(image_id)}.png"
+    legacy = folder / f"{_legacy_file_stem(image_id)}.png"
+    return legacy if not path.is_file() and legacy.is_file() else path
 
 
 #: In a run folder: what each dataset name was (kind, folder, a hash of its image ids), so that one name never
@@ -128,13 +167,6 @@ def write_dataset_records(run_dir: Path, records: dict[str, dict[str, object]]) 
     path = Path(run_dir) / DATASETS_FILE
     known = json.loads(path.read_text()) if path.is_file() else {}
     write_atomic(path, lambda p: p.write_text(json.dumps({**known, **records}, indent=1)))
-
-
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file and rename it into place: readers see the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def load_tables(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -51,8 +51,9 @@ from segbench.datasets.splits import (
     write_split_file,
 )
 from segbench.datasets.validate import missing_classes, validate_dataset
-from segbench.methods import split_spec
+from segbench.methods import METHODS, IncompatibleError, SetupError, build_method, split_spec
 from segbench.methods.tiling import Tiling
+from segbench.files import write_atomic
 from segbench.registry import import_modules
 from segbench.run import settings as run_settings
 from segbench.run.cells import CellOutcome, CellTask, evaluate_cell, failed_outcome, time_latency
@@ -61,11 +62,11 @@ from segbench.run.executors import make_executor
 from segbench.run.folder import RunFolder
 from segbench.run.records import (
     KEY_COLUMNS,
+    case_collisions,
     dataset_record,
     dataset_record_problems,
     load_tables,
     slug,
-    write_atomic,
     write_dataset_records,
 )
 from segbench.run.records import stable_hash as _hash
@@ -176,7 +177,9 @@ class RunConfig:
             corrupt(np.zeros((8, 8, 3), np.uint8), name, severity, seed=0)  # unknown names and severities fail here
         dataset_entries(self.datasets)
         for spec in self.methods:
-            split_spec(spec)
+            problem = METHODS.get(split_spec(spec)[0]).unavailable()  # a missing optional extra, named
+            if problem:
+                raise SetupError(problem)
         self.tiling()  # bad tile settings fail here, naming the fix
 
     def to_json(self) -> dict[str, Any]:
@@ -239,6 +242,10 @@ def preflight(config: RunConfig, *, progress: bool = True, log: Callable[[str], 
             continue
         dataset = report.built
         problems += [f"{entry.name}: {p}" for p in split_file_problems(config.split_file, dataset.ids())]
+        if config.save_predictions:  # predictions are saved as <image id>.png (records.image_file_stem)
+            problems += [f"{entry.name}: image ids {x!r} and {y!r} differ only by case, so their saved predictions would "
+                         "be one file on a case-insensitive file system (Windows, macOS); rename one of the images, or "
+                         "run without --save-predictions" for x, y in case_collisions(dataset.ids())]
         if config.folds is not None and len(dataset.ids()) < 2 * config.folds:
             problems.append(f"{entry.name}: --folds {config.folds} needs at least {2 * config.folds} images (a train and a "
                             f"test image per fold), the dataset has {len(dataset.ids())}; give --folds "
@@ -268,6 +275,38 @@ def preflight(config: RunConfig, *, progress: bool = True, log: Callable[[str], 
         raise DataError(f"{len(problems)} problem(s), nothing was run; fix them (segbench validate lists the data ones "
                         f"too):\n  {listed}")
     return records
+
+
+def setup_methods(config: RunConfig) -> dict[str, dict[str, Any]]:
+    """``Method.setup`` of each base method of the run, once per class count, before any cell and before the data's
+    pre-flight (a weights problem shows in seconds): a weights file is downloaded once (here, not in every worker)
+    and checked; returns the provenance per method for
+    environment.json (methods that need nothing are left out).
+
+    Raises:
+        SetupError: a method cannot be set up (no network for its weights, a file that does not fit).
+    """
+    num_classes = set()
+    for entry in dataset_entries(config.datasets):
+        try:
+            num_classes.add(build_dataset(entry.spec, data_dir=config.data_dir, options=entry.options(config.dataset_options)).num_classes)
+        except Exception:  # noqa: BLE001 - preflight lists what is wrong with the data, together
+            continue
+    provenance = {}
+    for spec, classes in itertools.product(config.methods, sorted(num_classes)):
+        base = split_spec(spec)[0]
+        # a setting that is an axis of the grid (a list): its first value (weights do not depend on it)
+        values = {setting.name: config.settings[setting.field][0] if setting.axis else config.settings[setting.field]
+                  for setting in run_settings.SETTINGS}
+        options = run_settings.with_method_options(base, {k: v for k, v in config.method_options.items() if k == base}, values)
+        try:
+            method = build_method(base, classes, options=options, quick=config.quick)
+        except IncompatibleError:  # its cells are recorded as skipped
+            continue
+        info = method.setup()
+        if info:
+            provenance[base] = info
+    return provenance
 
 
 def _plan(config: RunConfig, folder: RunFolder) -> tuple[list[CellTask], dict[str, CellOutcome]]:
@@ -337,12 +376,13 @@ def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] 
     load_start = load_average()  # before our own work: what else keeps the machine busy
     import_modules(config.imports)  # modules that register the user's own methods and datasets
     config.validate()
+    weights = setup_methods(config)
     records = preflight(config, progress=progress, log=log)
     folder = RunFolder(Path(config.out), command=config.command)
     write_dataset_records(folder.root, records)
     cells_at_once = (config.executor_options.get("workers") or 1) if config.executor == "local" else None
     env = {**environment(config.to_json()), "load_average_start": load_start, "cells_at_once": cells_at_once,
-           "threads_per_cell": config.cell_threads()}
+           "threads_per_cell": config.cell_threads(), **({"weights": weights} if weights else {})}
     write_atomic(folder.root / "environment.json", lambda p: p.write_text(json.dumps(env, indent=1, default=str)))
     tasks, known = _plan(config, folder)
     keys = [t.key for t in tasks]

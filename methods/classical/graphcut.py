@@ -25,7 +25,7 @@ from sklearn.mixture import GaussianMixture
 from segbench.datasets.base import Sample
 from segbench.methods.base import METHODS, Method
 from segbench.methods.classical.pixel_classifier import PixelForest
-from segbench.methods.tuning import best_index, mean_image_iou
+from segbench.methods.tuning import best_index, selection_score
 
 __all__ = ["GraphCut", "GrabCut", "alpha_expansion", "contrast_weights"]
 
@@ -218,7 +218,7 @@ class GraphCut(Method):
         if self.opts.tune and held_out:
             unaries = [self._log_post(s.image) for s in held_out]
             scores = [
-                mean_image_iou([alpha_expansion(-lp, contrast_weights(s.image, weight)) for s, lp in zip(held_out, unaries)],
+                selection_score([alpha_expansion(-lp, contrast_weights(s.image, weight)) for s, lp in zip(held_out, unaries)],
                                held_out, self.num_classes, self.ignore_index)
                 for weight in self.PAIRWISE_GRID
             ]
@@ -283,7 +283,7 @@ class GrabCut(Method):
 
     Options:
         margin: Width of the sure-background frame, as a fraction of each side (used as is without ``tune``).
-        tune: Choose the margin from ``MARGIN_GRID`` by mean IoU on the validation split (else training).
+        tune: Choose the margin from ``MARGIN_GRID`` by the selection score (``segbench.methods.tuning``) on the validation split (else training).
         tune_images: At most this many images are used for tuning.
         components: Gaussians per mixture.
         iterations: Refit-and-cut rounds.
@@ -321,12 +321,12 @@ class GrabCut(Method):
             votes += np.bincount(s.mask[frame].astype(np.int64), minlength=2)[:2]
         self.surround_ = int(np.argmax(votes)) if votes.any() else 0
         held_out = (val or train)[: self.opts.tune_images]
-        if self.opts.tune and held_out:  # the margin, as otsu's channel: by mean IoU on held-out images
+        if self.opts.tune and held_out:  # the margin, as otsu's channel: by the selection score on held-out images
             scores = []
             for margin in self.MARGIN_GRID:
                 self.margin_ = margin
                 preds = [self._predict_proba(s.image).argmax(axis=0) for s in held_out]
-                scores.append(mean_image_iou(preds, held_out, 2, self.ignore_index))
+                scores.append(selection_score(preds, held_out, 2, self.ignore_index))
             self.margin_ = self.MARGIN_GRID[best_index(scores)]
 
     def _frame(self, h: int, w: int) -> np.ndarray:

@@ -11,9 +11,8 @@ from skimage.color import rgb2gray, rgb2hsv, rgb2lab
 from skimage.filters import threshold_otsu
 
 from segbench.datasets.base import Sample
-from segbench.measure.metrics import ConfusionMatrix
 from segbench.methods.base import METHODS, Method
-from segbench.methods.tuning import best_index
+from segbench.methods.tuning import SelectionScore, best_index
 
 __all__ = ["Otsu", "CHANNELS", "image_channel"]
 
@@ -68,8 +67,8 @@ class Otsu(Method):
         if self.opts.channel not in ("auto", *CHANNELS):
             raise ValueError(f"otsu: channel {self.opts.channel!r} is not one of auto, {', '.join(CHANNELS)}")
         channels = CHANNELS if self.opts.channel == "auto" else (self.opts.channel,)
-        # Per (channel, object is bright): the lesion Dice of each training image, by segbench.measure.metrics.
-        scores = {(ch, bright): ConfusionMatrix(2, ignore_index=self.ignore_index) for ch in channels for bright in (True, False)}
+        # Per (channel, object is bright): the selection score over the training images (segbench.methods.tuning).
+        scores = {(ch, bright): SelectionScore(2, ignore_index=self.ignore_index) for ch in channels for bright in (True, False)}
         informative: set[str] = set()
         for s in train:
             for ch in channels:
@@ -86,10 +85,8 @@ class Otsu(Method):
         # A channel flat on every training image (a, b and S of greyscale input) thresholds nothing: it would
         # only pick "all foreground" or "all background", so it is chosen only when no channel varies.
         keys = [k for k in scores if k[0] in informative] or list(scores)
-        # Mean Dice over images; an image without lesion or predicted foreground has none and is left out
-        # (see segbench.methods.tuning for the all-undefined case: the first key is kept).
-        dice = [float(scores[k].compute()["per_image"]["dice"][1]) for k in keys]
-        self.channel_, self.object_is_bright_ = keys[best_index(dice)]
+        # With nothing scored every score is NaN and the first key is kept (segbench.methods.tuning).
+        self.channel_, self.object_is_bright_ = keys[best_index([scores[k].value() for k in keys])]
 
     def _predict_proba(self, image: np.ndarray) -> np.ndarray:
         values = self._values(image, self.channel_)

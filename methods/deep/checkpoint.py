@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from segbench.files import write_atomic
 
 __all__ = ["save_checkpoint", "load_checkpoint"]
 
@@ -18,12 +19,8 @@ def save_checkpoint(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:
     ``meta`` must hold only plain Python values (str, numbers, bool, None, lists, tuples, dicts), so that
     ``load_checkpoint`` can read it with ``weights_only=True``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save({"state_dict": state, "meta": meta}, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda p: torch.save({"state_dict": state, "meta": meta}, p))
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:

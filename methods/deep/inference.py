@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segbench.datasets.base import IGNORE_INDEX, Sample
-from segbench.measure.metrics import ConfusionMatrix
 from segbench.methods.deep.device import amp_dtype, autocast
+from segbench.methods.tuning import SelectionScore
 
 __all__ = ["Normalization", "prepare", "predict_proba_tensor", "predict_proba_batch", "softmax_batch", "evaluate_model"]
 
@@ -129,9 +129,9 @@ def evaluate_model(
     amp: bool = True,
     channels_last: bool = True,
 ) -> float:
-    """Dataset-level mean IoU over classes (summed confusion matrix) of ``model`` on ``samples``."""
-    meter = ConfusionMatrix(num_classes, ignore_index=ignore_index)
+    """The selection score (``segbench.methods.tuning``: dataset-level mean IoU) of ``model`` on ``samples``."""
+    meter = SelectionScore(num_classes, ignore_index=ignore_index)
     for s in samples:
         proba = predict_proba_tensor(model, s.image, norm, device=device, amp=amp, channels_last=channels_last)
         meter.update(s.mask, proba.argmax(0), ignore_mask=s.ignore)
-    return float(meter.compute()["dataset"]["mean_iou"])
+    return meter.value()

@@ -36,7 +36,7 @@ from segbench.methods.deep.method import DeepMethod, DeepOptions
 from segbench.methods.deep.layers import init_weights
 from segbench.methods.deep.inference import Normalization
 from segbench.methods.deep.training import TrainData, TrainResult, train_loop
-from segbench.measure.metrics import ConfusionMatrix
+from segbench.methods.tuning import SelectionScore
 
 __all__ = ["PatchClassifier", "PatchData", "dense_to_conv", "SlidingWindowMethod", "SlidingWindowConvMethod"]
 
@@ -282,13 +282,13 @@ class SlidingWindowMethod(DeepMethod):
 
     def _val_miou(self, samples: list[Sample]) -> float:
         self._conv = None  # the weights changed since the last conversion
-        meter = ConfusionMatrix(self.num_classes, ignore_index=self.ignore_index)
+        meter = SelectionScore(self.num_classes, ignore_index=self.ignore_index)  # segbench.methods.tuning
         for s in samples:  # the one-pass network: the same scores as the loop, many times faster
             with torch.inference_mode():
                 proba = F.softmax(self._scores(s.image[None], True), dim=1)
             labels = _upsample_grid(proba, self.opts.stride, s.mask.shape)[0].argmax(0)
             meter.update(s.mask, labels.cpu().numpy(), ignore_mask=s.ignore)
-        return float(meter.compute()["dataset"]["mean_iou"])
+        return meter.value()
 
     def _train(self, model: nn.Module, train: list[Sample], val: list[Sample] | None) -> TrainResult:
         data = PatchData(train, self.opts, num_classes=self.num_classes, ignore_index=self.ignore_index)

@@ -21,7 +21,7 @@ import pydensecrf.densecrf as dcrf
 from segbench.datasets.base import Sample
 from segbench.datasets.transforms import resize_image, resize_proba, work_shape
 from segbench.methods.base import STAGES, Method, Stage
-from segbench.methods.tuning import best_index, mean_image_iou
+from segbench.methods.tuning import best_index, selection_score
 
 __all__ = ["DenseCRF", "dense_crf"]
 
@@ -76,7 +76,7 @@ class DenseCRF(Stage):
             ``"pipeline"`` (default): at the pipeline's working size, as every other part of it; None: at
             the image's own size.
         tune: In ``fit``, choose ``bilateral_weight``, ``bilateral_srgb`` and ``bilateral_sxy`` from a small
-            grid by mean IoU on held-out images: the validation split when there is one, else the training
+            grid by the selection score (``segbench.methods.tuning``) on held-out images: the validation split when there is one, else the training
             split (never the test split). Validation first because a method's predictions on its own
             training images are over-confident, and a CRF tuned there under-smooths.
         tune_images: At most this many images are used for tuning.
@@ -141,7 +141,7 @@ class DenseCRF(Stage):
                 continue  # without the appearance kernel its widths do not matter: try it once
             params = {**self._params(self.opts), "bilateral_weight": weight, "bilateral_srgb": srgb, "bilateral_sxy": sxy}
             preds = [self._refine(s.image, p, params).argmax(axis=0) for s, p in zip(samples, probas)]
-            score = mean_image_iou(preds, samples, self.num_classes, getattr(before, "ignore_index", 255))
+            score = selection_score(preds, samples, self.num_classes, getattr(before, "ignore_index", 255))
             self.tuning_.append({**params, "score": score})
             candidates.append(params)
         # Ties (within float noise) keep the earlier, weaker setting; with nothing scored, the first one.

@@ -12,7 +12,7 @@ from sklearn.metrics import f1_score
 
 from helpers import CHANCE_MARGIN, assert_beats_chance, best_constant_score
 from segbench.datasets import build_dataset
-from segbench.methods import METHODS, build_method
+from segbench.methods import METHODS, build_method, core_methods
 
 SIZE = (256, 256)
 #: Measured: otsu's lesion Dice on the timed image is 0.116, below the 0.150 of predicting lesion everywhere
@@ -26,7 +26,7 @@ def data():
     return build_dataset("synthetic", options={"num_images": 8, "size": SIZE, "seed": 1})
 
 
-@pytest.mark.parametrize("spec", METHODS.names())
+@pytest.mark.parametrize("spec", core_methods())
 def test_predict_256(benchmark, spec, data):
     method = build_method(spec, data.num_classes, work_size=SIZE, quick=True)
     untrained = method.prepare_untrained()  # deep models time with random weights; the rest fit quickly

@@ -16,12 +16,12 @@ import pytest
 import torch
 
 from segbench.datasets import build_dataset
-from segbench.methods import METHODS, build_method
+from segbench.methods import METHODS, build_method, core_methods
 from segbench.methods.deep.device import seed_everything
 
 SIZE = (256, 192)
 IMAGES, BATCH = 16, 8
-DEEP = [name for name in METHODS.names() if METHODS.get(name).family == "deep"]
+DEEP = [name for name in core_methods() if METHODS.get(name).family == "deep"]  # the zoo: scripts/zoo_costs.py
 RESULTS: dict[tuple[str, str], float] = {}
 
 

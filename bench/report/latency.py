@@ -1,5 +1,5 @@
-"""The latency table of ``segbench latency`` as Markdown: one row per method (and batch size), one column group
-per input size."""
+"""The latency table of ``segbench latency`` (``segbench.run.latency``) as Markdown: one row per method (and
+batch size), one column group per input size."""
 
 from __future__ import annotations
 
