@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from segbench.report.prose import paired_sentence
+from segbench.report.prose import paired_sentence, work_sizes_sentence
 from segbench.report.stats import holm
 from segbench.report.tables import PAIRED_COLUMNS
 
@@ -48,3 +48,11 @@ def test_long_lists_name_a_few_pairs_and_count_the_rest():
     rows = [(f"m{i}", "z", 0.05, 0.01, 0.09, T, 0.03) for i in range(20)]
     text = paired_sentence(_table(rows), "lesion")
     assert "m7 vs z" in text and "m8 vs z" not in text and "and 12 more pair(s) (see the table)" in text
+
+
+def test_work_size_reads_as_the_user_typed_it():
+    # a longer side comes back from summary.csv as a float where the column has gaps
+    same = pd.DataFrame({"method": ["otsu", "unet"], "work_size": [256.0, 256.0]})
+    assert work_sizes_sentence(same) == " Work size, every method and stage: 256."
+    mixed = pd.DataFrame({"method": ["otsu", "unet"], "work_size": [256.0, "256x192"]})
+    assert work_sizes_sentence(mixed) == " Work sizes differ: otsu 256, unet 256x192."
