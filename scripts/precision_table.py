@@ -5,8 +5,9 @@
 Each method is matched by (dataset, method, seed, fold) between the two folders. Time: the ratio of the budget
 clock's seconds of optimiser work (``charged_s``: CPU seconds on CPU, so the machine's load does not enter it)
 for the same number of epochs. Dice: the per-image lesion Dice difference bf16 - fp32 on the same test images,
-its mean with a 95% BCa bootstrap interval over images (``segbench.report.stats.bootstrap_ci``) and the
-Wilcoxon signed-rank p-value.
+its mean with a 95% interval and p-value from the report's one paired statistic
+(``segbench.report.stats.paired_difference``: one split and one seed, so a t over the images, with training
+noise not in the test).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from segbench.report.stats import bootstrap_ci, wilcoxon_p
+from segbench.report.stats import paired_difference
 from segbench.run.records import load_tables
 
 KEYS = ["dataset", "method", "seed", "fold"]
@@ -32,7 +33,8 @@ def precision_table(bf16_dir: str, fp32_dir: str, column: str = "dice_lesion") -
         pick = lambda t: t[np.logical_and.reduce([t[k] == v for k, v in key.items()]) & (t["corruption"] == "none")]  # noqa: E731
         paired = pick(i16)[["image_id", column]].merge(pick(i32)[["image_id", column]], on="image_id", suffixes=("_bf16", "_fp32"))
         diff = (paired[f"{column}_bf16"] - paired[f"{column}_fp32"]).to_numpy(float)
-        ci = bootstrap_ci(lambda w: (w * diff).sum(-1) / w.sum(-1), len(diff))
+        test = paired_difference(diff[None, :])
+        ci = test.interval
         rows.append({
             "method": cell.method, "fold": cell.fold, "epochs": f"{cell.epochs_run_bf16:g}/{cell.epochs_run_fp32:g}",
             "precision ran": f"{cell.precision_bf16}/{cell.precision_fp32}",
@@ -40,7 +42,7 @@ def precision_table(bf16_dir: str, fp32_dir: str, column: str = "dice_lesion") -
             "time ratio fp32/bf16": round(cell.charged_s_fp32 / cell.charged_s_bf16, 2),
             "Dice fp32": round(paired[f"{column}_fp32"].mean(), 3), "Dice bf16": round(paired[f"{column}_bf16"].mean(), 3),
             "diff bf16-fp32 [95% CI]": f"{ci.estimate:+.3f} [{ci.low:+.3f}, {ci.high:+.3f}]",
-            "Wilcoxon p": round(wilcoxon_p(diff), 3), "images": len(diff),
+            "p (t, images)": f"{test.p:.3f}", "images": len(diff),
         })
     return pd.DataFrame(rows)
 
