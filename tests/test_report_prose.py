@@ -7,6 +7,7 @@ import pandas as pd
 from segbench.report.prose import paired_sentence, work_sizes_sentence
 from segbench.report.stats import holm
 from segbench.report.tables import PAIRED_COLUMNS
+from segbench.run.records import load_tables
 
 T = "t, 28 images"
 
@@ -50,9 +51,12 @@ def test_long_lists_name_a_few_pairs_and_count_the_rest():
     assert "m7 vs z" in text and "m8 vs z" not in text and "and 12 more pair(s) (see the table)" in text
 
 
-def test_work_size_reads_as_the_user_typed_it():
-    # a longer side comes back from summary.csv as a float where the column has gaps
-    same = pd.DataFrame({"method": ["otsu", "unet"], "work_size": [256.0, 256.0]})
-    assert work_sizes_sentence(same) == " Work size, every method and stage: 256."
-    mixed = pd.DataFrame({"method": ["otsu", "unet"], "work_size": [256.0, "256x192"]})
-    assert work_sizes_sentence(mixed) == " Work sizes differ: otsu 256, unet 256x192."
+
+def test_work_size_reads_as_the_run_recorded_it(tmp_path):
+    # a longer side is recorded as JSON text "256"; a cell without a work size leaves a gap in the column
+    pd.DataFrame({"method": ["otsu", "unet", "constant"], "work_size": ["256", "256", None]}).to_csv(
+        tmp_path / "summary.csv", index=False)
+    summary, _ = load_tables(tmp_path)
+    assert work_sizes_sentence(summary.dropna(subset=["work_size"])) == " Work size, every method and stage: 256."
+    mixed = summary.fillna({"work_size": "[256, 192]"})
+    assert work_sizes_sentence(mixed) == " Work sizes differ: otsu 256, unet 256, constant [256, 192]."

@@ -99,14 +99,7 @@ def paired_sentence(table: pd.DataFrame, label: str, *, alpha: float = ALPHA) ->
 
 def work_sizes_sentence(ok: pd.DataFrame) -> str:
     """The work size every method used, or each method's where they differ (matched conditions, visible)."""
-    sizes = ok.groupby("method", sort=False)["work_size"].first().map(_size_text)
+    sizes = ok.groupby("method", sort=False)["work_size"].first()
     if sizes.nunique() == 1:
         return f" Work size, every method and stage: {sizes.iloc[0]}."
     return " Work sizes differ: " + ", ".join(f"{m} {v}" for m, v in sizes.items()) + "."
-
-
-def _size_text(size: object) -> str:
-    """``256`` for a longer side however the CSV typed it (``256.0`` where a column has gaps), ``256x192`` as is."""
-    if isinstance(size, float) and size.is_integer():
-        return str(int(size))
-    return str(size)

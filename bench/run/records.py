@@ -176,7 +176,9 @@ def load_tables(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     path = run_dir / "summary.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir}: no summary.csv; is this a run folder written by 'segbench run'?")
-    summary = _with_defaults(pd.read_csv(path))
+    # work_size is JSON text ("256", "[256, 192]"): inferred, a longer side would read as 256.0 where the column
+    # has gaps (cells without a work size)
+    summary = _with_defaults(pd.read_csv(path, dtype={"work_size": str}))
     images = next((p for p in (run_dir / "per_image.csv", run_dir / "per_image.csv.gz") if p.is_file()), None)
     per_image = _with_defaults(pd.read_csv(images, dtype={"image_id": str})) if images else pd.DataFrame()
     return summary, per_image
