@@ -17,6 +17,7 @@ import argparse
 import numpy as np
 import pandas as pd
 
+from segbench.report.format import fmt_ci, fmt_p
 from segbench.report.stats import paired_difference
 from segbench.run.records import load_tables
 
@@ -34,15 +35,14 @@ def precision_table(bf16_dir: str, fp32_dir: str, column: str = "dice_lesion") -
         paired = pick(i16)[["image_id", column]].merge(pick(i32)[["image_id", column]], on="image_id", suffixes=("_bf16", "_fp32"))
         diff = (paired[f"{column}_bf16"] - paired[f"{column}_fp32"]).to_numpy(float)
         test = paired_difference(diff[None, :])
-        ci = test.interval
         rows.append({
             "method": cell.method, "fold": cell.fold, "epochs": f"{cell.epochs_run_bf16:g}/{cell.epochs_run_fp32:g}",
             "precision ran": f"{cell.precision_bf16}/{cell.precision_fp32}",
             "fp32 train s": round(cell.charged_s_fp32, 1), "bf16 train s": round(cell.charged_s_bf16, 1),
             "time ratio fp32/bf16": round(cell.charged_s_fp32 / cell.charged_s_bf16, 2),
             "Dice fp32": round(paired[f"{column}_fp32"].mean(), 3), "Dice bf16": round(paired[f"{column}_bf16"].mean(), 3),
-            "diff bf16-fp32 [95% CI]": f"{ci.estimate:+.3f} [{ci.low:+.3f}, {ci.high:+.3f}]",
-            "p (t, images)": f"{test.p:.3f}", "images": len(diff),
+            "diff bf16-fp32 [95% CI]": fmt_ci(test.interval.estimate, test.interval.low, test.interval.high, signed=True),
+            "p (t, images)": fmt_p(test.p), "images": len(diff),
         })
     return pd.DataFrame(rows)
 
