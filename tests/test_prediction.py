@@ -4,7 +4,6 @@ figure, FLOPs, roofline and throughput are what they claim; a pipeline honours t
 from __future__ import annotations
 
 import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -16,6 +15,7 @@ from threadpoolctl import threadpool_info
 from segbench.cli import main
 from segbench.datasets import build_dataset
 from segbench.datasets.transforms import resize_image, resize_proba
+from segbench.measure import latency as latency_module
 from segbench.measure.latency import MemoryProbe, configured_threads
 from segbench.run.latency import method_latency_table
 from segbench.measure.roofline import ACCELERATORS, accelerator, roofline_ms
@@ -81,31 +81,48 @@ def test_predict_is_the_argmax_of_predict_proba(spec, data):
     assert prediction.model_ms > 0 and prediction.overhead_ms > 0
 
 
+class _FakeClock:
+    """perf_counter's stand-in: time moves only when a method "works" (``work``), so the split is exact."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self, device: str | None = None) -> float:
+        return self.now
+
+    def work(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class _SlowBox(Method):
-    """30 ms of work at the working size; nothing else (registered only inside its test)."""
+    """30 ms of work on the fake clock at the working size; nothing else (registered only inside its test)."""
 
     name = "test-slow-box"
     needs_training = False
+    clock: _FakeClock
 
     def _fit(self, train, val):
         pass
 
     def _predict_proba(self, image):
-        time.sleep(0.03)
+        self.clock.work(0.030)
         return np.full((self.num_classes, *image.shape[:2]), 1 / self.num_classes, np.float32)
 
 
-def test_latency_split_charges_the_method_and_the_harness():
+def test_latency_split_charges_the_method_and_the_harness(monkeypatch):
+    """The method's work goes to ``model_ms``, none of it to ``overhead_ms``; checked on a fake clock, so the
+    harness's real resizes (no time on it) cannot blur the split and a loaded machine cannot fail the test."""
+    fake = _FakeClock()
+    monkeypatch.setattr(latency_module, "clock", fake)
+    monkeypatch.setattr(_SlowBox, "clock", fake, raising=False)
     with METHODS.temporarily("test-slow-box", _SlowBox):
         method = build_method("test-slow-box", 2, work_size=(32, 24))
-        big = np.zeros((576, 768, 3), np.uint8)
-        prediction = method.infer(big)
-        assert 30 <= prediction.model_ms < 100
-        assert prediction.overhead_ms < 30  # conversion, resizes and the argmax: not the method's sleep
+        prediction = method.infer(np.zeros((576, 768, 3), np.uint8))
+        assert prediction.model_ms == pytest.approx(30) and prediction.overhead_ms == 0
         table = method_latency_table(["test-slow-box"], [(48, 40)], warmup=1, repeats=3, log=lambda s: None)
         row = table.iloc[0]
-        assert row["model_ms_p50"] >= 30 and row["overhead_ms_p50"] < row["model_ms_p50"]
-        assert row["latency_ms_p50"] >= row["model_ms_p50"]
+        assert row["model_ms_p50"] == pytest.approx(30) and row["overhead_ms_p50"] == 0
+        assert row["latency_ms_p50"] == pytest.approx(30)
 
 
 def test_recorded_threads_are_the_threads_that_ran(data, monkeypatch):
