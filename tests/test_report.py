@@ -439,3 +439,22 @@ def test_qualitative_grid_of_a_named_folder_dataset_with_folds(tmp_path):
     for image_id, fold in run_data.per_image[["image_id", "fold"]].itertuples(index=False):
         path = run_data.prediction_path("vessels", "otsu", 0, image_id)
         assert path.is_file() and path.parent.name == f"fold{fold}"
+
+
+def test_dense_figures_stay_small_as_svg(tmp_path):
+    # A converged grid's size: 15 methods x 140 images x 3 seeds of dots, 8 networks x 15 cells x 60 epochs of curves.
+    # As vector paths these were 0.7 MB SVGs; the dense layers are rasterized, so both stay well under 500 KB.
+    from segbench.report.figures import learning_curves_figure, per_image_figure, save_figure
+
+    rng = np.random.default_rng(0)
+    dots = pd.DataFrame({"method": np.repeat([f"method-{i}" for i in range(15)], 420), "value": rng.uniform(0.5, 1, 6300)})
+    cells = [(f"net-{m}", seed, fold) for m in range(8) for seed in range(3) for fold in range(5)]
+    curves = pd.DataFrame([{"method": m, "seed": s, "fold": f, "epoch": e, "train_s": 3.0 * e,
+                            "val_score": 0.9 * (1 - np.exp(-e / (5 + f + s))) + rng.normal(0, 0.01)}
+                           for m, s, f in cells for e in range(1, 61)])
+    for name, fig in (("per_image_dice", per_image_figure({"ph2": dots}, {"ph2": "lesion"})),
+                      ("learning_curves", learning_curves_figure(curves, dataset="ph2"))):
+        save_figure(fig, tmp_path, name)
+        svg = tmp_path / f"{name}.svg"
+        assert svg.stat().st_size < 500_000, (name, svg.stat().st_size)
+        assert ET.parse(svg).getroot().find(".//{http://www.w3.org/2000/svg}image") is not None  # the rasterized layer

@@ -338,8 +338,10 @@ def per_image_figure(per_image: Mapping[str, pd.DataFrame], labels: Mapping[str,
         # seaborn jitters with numpy's global generator: seed it here (and restore it) so a report is reproducible.
         state = np.random.get_state()
         np.random.seed(0)
-        try:  # one colour: the row names the method; the legend says what a dot and a box are
-            sns.stripplot(data=d, x="value", y="method", order=order, color=dot, size=2.8, alpha=0.6, jitter=0.2, ax=ax)
+        try:  # one colour: the row names the method; the legend says what a dot and a box are. The dots are
+            # rasterized in the SVG: thousands of vector circles (15 methods x 140 images x 3 seeds) make it megabytes.
+            sns.stripplot(data=d, x="value", y="method", order=order, color=dot, size=2.8, alpha=0.6, jitter=0.2, ax=ax,
+                          rasterized=True)
         finally:
             np.random.set_state(state)
         ax.set(title=ds, xlabel=f"Dice {labels[ds]} per image", ylabel="")
@@ -533,9 +535,12 @@ def learning_curves_figure(curves: pd.DataFrame, *, dataset: str) -> Figure:
             cell, st = cell[cell["val_score"].notna()].sort_values("epoch"), styles[k]
             if cell.empty:
                 continue
-            ax.plot(cell["train_s"], cell["val_score"], color=st.colour, ls=st.linestyle, linewidth=1, marker="o", markersize=1.5)
+            # rasterized in the SVG, like the per-image dots: a grid's hundreds of curves are megabytes as vectors;
+            ax.plot(cell["train_s"], cell["val_score"], color=st.colour, ls=st.linestyle, linewidth=1, marker="o", markersize=1.5,
+                    rasterized=True)
             best = cell.loc[cell["val_score"].idxmax()]
-            ax.plot(best["train_s"], best["val_score"], marker="*", markersize=8, color=st.colour)
+            # rasterized too: a vector artist between two rasterized ones splits the layer into one image per curve
+            ax.plot(best["train_s"], best["val_score"], marker="*", markersize=8, color=st.colour, rasterized=True)
         ax.set(title=method, xlabel="training seconds (budget clock)", ylabel="validation mean IoU", ylim=(0, 1))
     fig.suptitle(f"{dataset}: learning curves (star: the epoch kept; one line per {', '.join(by) or 'cell'})", fontsize=9)
     fig.tight_layout()
