@@ -150,3 +150,31 @@ def test_worker_and_thread_counts_below_one_are_refused(tmp_path, capsys):
     assert main(["run", "--methods", "otsu", "--workers", "0", "--threads", "0", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "--threads 0: give 1 or more" in err and "--workers 0: give 1 or more" in err and "nothing was run" in err
+
+
+def test_cells_that_load_no_base_run_beside_the_base_providers(tmp_path, monkeypatch):
+    # Only a cell that loads a shared base must wait for its provider: a lone network that waited too left one of
+    # two workers idle for a whole DeepLab training on CamVid (phase 1: slic and deeplab, phase 2: everything else).
+    from segbench.run import runner
+
+    batches = []
+
+    class Recording:  # runs the cells here, one after another, and records what each phase handed it
+        name, parallel = "recording", False
+
+        def map_unordered(self, fn, tasks, on_lost):
+            batches.append(sorted(t.method for t in tasks))
+            for task in tasks:
+                yield task, fn(task)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(runner, "make_executor", lambda kind, **options: Recording())
+    argv = ["run", "--datasets", "synthetic", "--dataset-opt", "synthetic.num_images=8", "--dataset-opt",
+            "synthetic.size=(40,32)", "--methods", "constant,slic,slic+crf,otsu", "--out", str(tmp_path / "run"),
+            "--no-progress"]
+    assert main(argv) == 0
+    assert batches == [["constant", "otsu", "slic"], ["slic+crf"]]
+    summary = pd.read_csv(tmp_path / "run" / "summary.csv").set_index("method")
+    assert (summary["status"] == "ok").all() and summary.loc["slic+crf", "base_cell"].startswith("synthetic__slic__")

@@ -421,8 +421,9 @@ def run(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] 
     if executor is not None and executor.parallel:  # cells run side by side: none times its latency (see below)
         pending = [dataclasses.replace(t, defer_latency=True) for t in pending]
     try:
-        # Phase 1: the cells that fit a shared base (and save it); phase 2: the cells that load it.
-        for phase in ([t for t in pending if t.save_base], [t for t in pending if not t.save_base]):
+        # Phase 1: every cell but those that load a shared base (the providers fit and save it, lone methods run
+        # beside them); phase 2: the cells that load it.
+        for phase in ([t for t in pending if not t.base_cell], [t for t in pending if t.base_cell]):
             while phase:
                 phase = [t for t, outcome in executor.map_unordered(evaluate_cell, phase, lambda t, e: failed_outcome(e))
                          if finish(t, outcome)]
