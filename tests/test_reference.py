@@ -21,8 +21,8 @@ RUN_FOLDERS = [p for p in FOLDERS if (p / "summary.csv").is_file()]
 #: Folders whose committed report.md the current code reproduces from the tables alone (the intervals that need
 #: cells/ aside). The others' reports were written by earlier versions of the report (other columns, no stage
 #: effects), so only their re-reading is checked.
-SAME_REPORT = ["current/camvid-budget", "current/drive", "current/ph2-cv", "current/ph2-cv-all",
-               "current/ph2-cv-converged", "current/ph2-cv-deep", "current/ph2-label-efficiency",
+SAME_REPORT = ["current/camvid-budget", "current/camvid-converged", "current/drive", "current/ph2-cv",
+               "current/ph2-cv-all", "current/ph2-cv-converged", "current/ph2-cv-deep", "current/ph2-label-efficiency",
                "current/ph2-robustness", "earlier/ph2-seeds"]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), REFERENCE / "README.md"]
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
@@ -134,3 +134,25 @@ def test_ph2_cv_report_opens_with_its_verdict_and_a_scores_table_of_120_characte
     assert len(table) == 2 + 20  # header, rule, one row per method
     assert max(map(len, table)) <= 120, max(table, key=len)
     assert table[0].count(" | ") + 1 <= 10
+
+
+def test_camvid_neighbours_table_is_what_the_two_folders_hold():
+    """The neighbours-held-out README's table: per-image mIoU of each run and the paired difference, recomputed."""
+    import numpy as np
+    import pandas as pd
+    import scipy.stats
+
+    near = REFERENCE / "current" / "camvid-neighbours-held-out"
+    rows = [line.split("|")[1:-1] for line in (near / "README.md").read_text().splitlines() if line.startswith("| `")]
+    assert [r[0].strip() for r in rows] == ["`slic`", "`deeplab`"]
+    away = pd.read_csv(REFERENCE / "current" / "camvid-converged" / "per_image.csv.gz", dtype={"image_id": str})
+    held = pd.read_csv(near / "per_image.csv", dtype={"image_id": str})
+    for method, here, there, diff in ([c.strip() for c in r] for r in rows):
+        a = held[held["method"] == method.strip("`")].set_index("image_id")["mean_iou"]
+        b = away[away["method"] == method.strip("`")].set_index("image_id")["mean_iou"]
+        assert len(a) == len(b) == 101 and set(a.index) == set(b.index)
+        d = (a - b.reindex(a.index)).to_numpy()
+        ci = scipy.stats.ttest_1samp(d, 0).confidence_interval()
+        assert (f"{a.mean():.3f}", f"{b.mean():.3f}") == (here, there)
+        assert diff == f"{d.mean():+.3f} [{ci.low:+.3f}, {ci.high:+.3f}]", (method, diff)
+        assert np.isfinite(d).all()
