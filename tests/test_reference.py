@@ -152,7 +152,7 @@ def test_camvid_neighbours_table_is_what_the_two_folders_hold():
         b = away[away["method"] == method.strip("`")].set_index("image_id")["mean_iou"]
         assert len(a) == len(b) == 101 and set(a.index) == set(b.index)
         d = (a - b.reindex(a.index)).to_numpy()
+        assert np.isfinite(d).all()
         ci = scipy.stats.ttest_1samp(d, 0).confidence_interval()
         assert (f"{a.mean():.3f}", f"{b.mean():.3f}") == (here, there)
         assert diff == f"{d.mean():+.3f} [{ci.low:+.3f}, {ci.high:+.3f}]", (method, diff)
-        assert np.isfinite(d).all()

@@ -535,7 +535,7 @@ def learning_curves_figure(curves: pd.DataFrame, *, dataset: str) -> Figure:
             cell, st = cell[cell["val_score"].notna()].sort_values("epoch"), styles[k]
             if cell.empty:
                 continue
-            # rasterized in the SVG, like the per-image dots: a grid's hundreds of curves are megabytes as vectors;
+            # rasterized in the SVG, like the per-image dots: a grid's hundreds of curves are megabytes as vectors
             ax.plot(cell["train_s"], cell["val_score"], color=st.colour, ls=st.linestyle, linewidth=1, marker="o", markersize=1.5,
                     rasterized=True)
             best = cell.loc[cell["val_score"].idxmax()]
