@@ -156,3 +156,14 @@ def test_camvid_neighbours_table_is_what_the_two_folders_hold():
         ci = scipy.stats.ttest_1samp(d, 0).confidence_interval()
         assert (f"{a.mean():.3f}", f"{b.mean():.3f}") == (here, there)
         assert diff == f"{d.mean():+.3f} [{ci.low:+.3f}, {ci.high:+.3f}]", (method, diff)
+
+
+def test_readme_time_to_target_rows_are_the_reports():
+    """The README copies the budget sweep's time-to-target table (names in backticks): every row is the report's."""
+    def rows(text: str) -> list[str]:  # table rows that name a time to target
+        return [line.strip().replace("`", "") for line in text.splitlines()
+                if line.strip().startswith("|") and "not within the sweep" in line]
+
+    readme = rows((ROOT / "README.md").read_text())
+    report = rows((REFERENCE / "current" / "ph2-budget-sweep" / "report.md").read_text())
+    assert len(readme) == 5 and all(r in report for r in readme), set(readme) - set(report)
