@@ -14,7 +14,7 @@ import torch
 from segbench.datasets import DATASETS
 from segbench.methods.deep import training
 from segbench.methods.deep.device import seed_everything
-from segbench.methods.deep.training import TrainConfig, budget_lr_factor, train_model
+from segbench.methods.deep.training import TrainConfig, budget_lr_factor, cooldown_lr_factor, train_model
 from segbench.methods import build_method
 from segbench.cli import main
 from segbench.run.runner import RunConfig, run
@@ -164,6 +164,12 @@ def test_bad_budget_fails_early():
         RunConfig(out="x", datasets=["synthetic"], methods=["otsu"], budget_s=[10], budget="converged").validate()
     with pytest.raises(ValueError, match="precision"):
         TrainConfig(precision="fp16").validate()
+    with pytest.raises(ValueError, match="cooldown_epochs=3 trains by epochs"):
+        TrainConfig(cooldown_epochs=3, budget_s=10).validate()
+    with pytest.raises(ValueError, match="cooldown_epochs must be in"):
+        TrainConfig(cooldown_epochs=5, epochs=5).validate()
+    with pytest.raises(ValueError, match="--cooldown and --budget-s exclude each other"):
+        RunConfig(out="x", datasets=["synthetic"], methods=["otsu"], budget_s=[10], cooldown=3).validate()
 
 
 def test_run_with_a_budget_records_what_stopped_training(tmp_path, monkeypatch):
@@ -189,3 +195,63 @@ def test_run_with_a_budget_records_what_stopped_training(tmp_path, monkeypatch):
     assert without.loc["unet", "epochs_run"] == 15  # unet's quick epochs
     assert without.loc["unet", "cell"] != unet["cell"]  # the budget is part of the cell key
     assert without.loc["otsu", "cell"] == otsu["cell"]  # ... only where it applies
+
+
+def test_cooldown_schedule_by_hand():
+    # Warm-up over 4 steps, the peak until the cooldown starts at step 10, a cosine to 0.01 over 8 steps.
+    f = lambda step, start: cooldown_lr_factor(step, warmup_steps=4, cooldown_start=start, cooldown_steps=8, min_ratio=0.01)  # noqa: E731
+    assert [f(s, None) for s in range(4)] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert f(4, None) == f(500, None) == 1.0  # stable until a cooldown starts
+    assert f(9, 10) == 1.0 and f(10, 10) == pytest.approx(1.0)  # the cooldown's first step still at the peak
+    assert f(14, 10) == pytest.approx(0.01 + 0.99 * 0.5)  # halfway
+    assert f(18, 10) == pytest.approx(0.01) and f(30, 10) == pytest.approx(0.01)  # the floor at its end, and after
+
+
+def _cooldown_run(scores: list[float], *, patience: int | None, cooldown: int, epochs: int = 30):
+    """Train the quick U-Net with a validation 'score' read from ``scores`` (one per epoch)."""
+    samples = _tiny_samples()
+    seed_everything(0)
+    model = build_method("unet", 2, quick=True, options={"unet": {"device": "cpu"}}).build_model()
+    config = TrainConfig(epochs=epochs, batch_size=4, warmup_epochs=1, lr=1e-3, min_lr_ratio=0.05, patience=patience,
+                         cooldown_epochs=cooldown, progress=False, device="cpu")
+    data = training.ImageData(samples[:4], config, ignore_index=255, device=torch.device("cpu"))
+    passes = iter(scores)
+    return training.train_loop(model, data, config=config, evaluate=lambda: next(passes))
+
+
+def test_cooldown_starts_at_the_plateau_and_anneals_before_stopping():
+    # Scores climb for 4 epochs, then plateau: with patience 3 the plateau is seen after epoch 7, the cooldown
+    # runs epochs 8-11 and training stops; the plain schedule would have stopped at epoch 7 at the peak rate.
+    scores = [0.1, 0.2, 0.3, 0.4, 0.4, 0.4, 0.4, 0.41, 0.45, 0.5, 0.44] + [0.0] * 20
+    result = _cooldown_run(scores, patience=3, cooldown=4)
+    lrs = [r["lr"] for r in result.history]
+    assert result.stopped == "cooldown" and result.epochs_run == 11
+    assert lrs[1:7] == pytest.approx([1e-3] * 6)  # stable at the peak after the one-epoch warm-up
+    assert lrs[-1] == pytest.approx(1e-3 * 0.05)  # annealed to the floor when it stopped
+    assert all(a > b for a, b in zip(lrs[6:], lrs[7:]))  # decaying through the cooldown
+    assert result.best_epoch == 10 and result.best_score == 0.5  # the cooldown's gain kept, not the last epoch
+    plain = _cooldown_run(scores, patience=3, cooldown=None)
+    assert plain.stopped == "early_stopping" and plain.epochs_run == 7 and plain.history[-1]["lr"] > 0.9e-3
+
+
+def test_cooldown_fits_within_the_epoch_cap():
+    # Always improving: no plateau, so the cooldown takes the last 3 of the 8 epochs (the same without patience).
+    for patience in (2, None):
+        result = _cooldown_run([i / 10 for i in range(1, 20)], patience=patience, cooldown=3, epochs=8)
+        lrs = [r["lr"] for r in result.history]
+        assert result.stopped == "cooldown" and result.epochs_run == 8 and result.best_epoch == 8
+        assert lrs[1:5] == pytest.approx([1e-3] * 4) and lrs[-1] == pytest.approx(1e-3 * 0.05)
+
+
+def test_cooldown_reaches_every_deep_method_from_the_command_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    args = ["run", "--datasets", "synthetic", "--dataset-opt", "synthetic.num_images=10", "--dataset-opt",
+            "synthetic.size=(40,32)", "--methods", "unet,otsu", "--quick", "--retries", "0", "--budget", "converged",
+            "--patience", "2", "--max-epochs", "8", "--cooldown", "2"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    summary = pd.read_csv(tmp_path / "a" / "summary.csv").set_index("method")
+    unet = summary.loc["unet"]
+    assert unet["stop_reason"] == "cooldown" and '"cooldown_epochs": 2' in unet["method_config"]
+    curve = pd.read_csv(tmp_path / "a" / "curves.csv")
+    assert curve["lr"].iloc[-1] == pytest.approx(2e-3 * 0.01)  # unet's lr x min_lr_ratio
+    assert pd.isna(summary.loc["otsu", "stop_reason"])

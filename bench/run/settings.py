@@ -181,6 +181,10 @@ SETTINGS: list[Setting] = [
     Setting("max_epochs", None, "the most epochs every deep method trains, its schedule laid out over them (its "
             f"'epochs'; default: each method's own; with --budget converged: {CONVERGED_MAX_EPOCHS})", parse=int,
             decides="fit", method_option="epochs", check=_check_positive("--max-epochs")),
+    Setting("cooldown", None, "warm-up-stable-cooldown schedule for every deep method trained by epochs: the peak "
+            "learning rate until --patience epochs pass without a better validation score, then a cosine cooldown "
+            "to the floor over N epochs, then stop (default: the cosine laid over --max-epochs)", parse=int,
+            decides="fit", method_option="cooldown_epochs", check=_check_positive("--cooldown"), metavar="N"),
     Setting("precision", None, "training precision of every deep method: bf16 (autocast to bfloat16 and "
             "channels-last where the CPU or GPU has bfloat16, else float32) or fp32 (default: each method's own, "
             "bf16)", parse=str, decides="fit", method_option="precision", check=_check_precision),
@@ -213,6 +217,8 @@ SETTINGS: list[Setting] = [
 def resolve_budget(values: dict[str, Any]) -> dict[str, Any]:
     """``values`` (by field) with ``--budget converged`` spelled out as the patience and epoch cap it stands for
     (where not given); raises ValueError where it meets ``--budget-s``."""
+    if values.get("cooldown") is not None and any(b is not None for b in values["budget_s"]):
+        raise ValueError("--cooldown and --budget-s exclude each other: a budget anneals over its seconds already")
     if values.get("budget") != "converged":
         return values
     if any(b is not None for b in values["budget_s"]):

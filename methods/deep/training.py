@@ -6,7 +6,11 @@ between the network's outputs and the targets):
 * **optimisation**: AdamW (no weight decay on norms and biases), linear warm-up then a cosine decay,
   gradient-norm clipping;
 * **schedule**: per step over ``epochs`` epochs, or, with ``budget_s``, over a time budget: the cosine's
-  progress is charged time / budget, so the learning rate reaches its floor when the budget ends;
+  progress is charged time / budget, so the learning rate reaches its floor when the budget ends; or, with
+  ``cooldown_epochs``, warm-up-stable-cooldown: the peak learning rate until the validation score has not
+  improved for ``patience`` epochs (or until ``epochs - cooldown_epochs``), then a cosine cooldown to the floor
+  over ``cooldown_epochs`` epochs, after which training stops. Early stopping under the plain cosine stops
+  while the learning rate is still high (the cosine is laid over the epoch cap); the cooldown anneals first;
 * **the budget clock** (``budget_clock``): what a budget counts is the optimiser's work only. On CPU that is
   the process's CPU seconds (``time.process_time``, every torch thread included), so a loaded or shared
   machine stretches the wall time but not the work a budget buys; on CUDA wall-clock seconds, synchronised.
@@ -70,6 +74,7 @@ __all__ = [
     "train_model",
     "lr_factor",
     "budget_lr_factor",
+    "cooldown_lr_factor",
     "budget_clock",
     "progress_bar",
 ]
@@ -103,7 +108,13 @@ class TrainConfig:
         rot90: Random multiples of 90 degrees (one per batch).
         color_jitter: Brightness, contrast and saturation factors drawn from ``1 +- color_jitter``.
         val_every: Validate every this many epochs.
-        patience: Stop after this many epochs without a better validation score (None: never stop early).
+        patience: Stop after this many epochs without a better validation score (None: never stop early); with
+            ``cooldown_epochs``, start the cooldown instead.
+        cooldown_epochs: Warm-up-stable-cooldown schedule (None: warm-up then cosine over ``epochs``): the peak
+            learning rate until ``patience`` epochs pass without a better validation score or ``epochs -
+            cooldown_epochs`` epochs have run, then a cosine to ``min_lr_ratio`` over this many epochs, then stop
+            (``stop_reason`` ``cooldown``). By epochs only (a budget anneals over its seconds already).
+            ``segbench run --cooldown``.
         max_train_s: Cut training after the epoch in which this many seconds have passed (None: no limit); the
             schedule stays laid out over ``epochs``. A safety cap: the result depends on the machine's speed.
         budget_s: Train for this many seconds of the budget clock (``budget_clock``: CPU seconds of optimiser
@@ -134,6 +145,7 @@ class TrainConfig:
     color_jitter: float = 0.2
     val_every: int = 1
     patience: int | None = 20
+    cooldown_epochs: int | None = field(default=None, metadata=ADDED_LATER)
     max_train_s: float | None = field(default=None, metadata=LEFT_OUT_OF_IDENTITY)
     budget_s: float | None = field(default=None, metadata=ADDED_LATER)
     device: Device = field(default="auto", metadata=LEFT_OUT_OF_IDENTITY)
@@ -164,6 +176,12 @@ class TrainConfig:
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.cooldown_epochs is not None:
+            if self.budget_s is not None:
+                raise ValueError(f"cooldown_epochs={self.cooldown_epochs} trains by epochs; budget_s={self.budget_s} anneals "
+                                 "over its seconds already: give one")
+            if not 1 <= self.cooldown_epochs < self.epochs:
+                raise ValueError(f"cooldown_epochs must be in [1, epochs={self.epochs}), got {self.cooldown_epochs}")
         build_loss(self.loss)  # fails early on an unknown loss name
 
 
@@ -235,6 +253,17 @@ def lr_factor(step: int, *, total_steps: int, warmup_steps: int, min_ratio: floa
     if warmup_steps > 0 and step < warmup_steps:
         return (step + 1) / warmup_steps
     return _cosine((step - warmup_steps) / max(1, total_steps - warmup_steps), min_ratio)
+
+
+def cooldown_lr_factor(step: int, *, warmup_steps: int, cooldown_start: int | None, cooldown_steps: int, min_ratio: float) -> float:
+    """Multiplier of the peak learning rate at ``step`` (0-based) of a warm-up-stable-cooldown schedule: linear
+    warm-up, the peak until the cooldown starts at step ``cooldown_start`` (None: not yet), then a cosine to
+    ``min_ratio`` over ``cooldown_steps``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if cooldown_start is None or step < cooldown_start:
+        return 1.0
+    return _cosine((step - cooldown_start) / cooldown_steps, min_ratio)
 
 
 def budget_lr_factor(elapsed_s: float, *, budget_s: float, warmup: float, min_ratio: float) -> float:
@@ -364,12 +393,18 @@ def train_loop(
     def spent_s() -> float:
         return charged + clock() - epoch_start
 
+    cooldown = config.cooldown_epochs
+    cooldown_start: int | None = None  # the step the cooldown began at (None: not begun)
+    cooldown_end = 0  # the epoch it ends with
     if budget is None:
         total_steps = data.steps_per_epoch * config.epochs
         warmup_steps = round(config.warmup_epochs * data.steps_per_epoch)
         epochs: Iterator[int] | range = range(1, config.epochs + 1)
 
         def factor(step: int) -> float:
+            if cooldown is not None:
+                return cooldown_lr_factor(step, warmup_steps=warmup_steps, cooldown_start=cooldown_start,
+                                          cooldown_steps=cooldown * data.steps_per_epoch, min_ratio=config.min_lr_ratio)
             return lr_factor(step, total_steps=total_steps, warmup_steps=warmup_steps, min_ratio=config.min_lr_ratio)
     else:
         warmup = min(1.0, config.warmup_epochs / config.epochs)
@@ -427,7 +462,15 @@ def train_loop(
             if spent:
                 stopped = "budget"
                 break
-            if evaluate is not None and config.patience is not None and epoch - best_epoch >= config.patience:
+            plateau = evaluate is not None and config.patience is not None and epoch - best_epoch >= config.patience
+            if cooldown is not None:
+                if cooldown_start is not None and epoch >= cooldown_end:
+                    stopped = "cooldown"
+                    break
+                if cooldown_start is None and (plateau or epoch >= config.epochs - cooldown):
+                    # The next step is the cooldown's first; the scheduler already holds its factor (the peak).
+                    cooldown_start, cooldown_end = epoch * data.steps_per_epoch, epoch + cooldown
+            elif plateau:
                 stopped = "early_stopping"
                 break
             if config.max_train_s is not None and time.perf_counter() - start_time >= config.max_train_s:
