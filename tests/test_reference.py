@@ -22,11 +22,13 @@ RUN_FOLDERS = [p for p in FOLDERS if (p / "summary.csv").is_file()]
 #: cells/ aside). The others' reports were written by earlier versions of the report (other columns, no stage
 #: effects), so only their re-reading is checked.
 SAME_REPORT = ["current/camvid-budget", "current/camvid-converged", "current/drive", "current/ph2-cv",
-               "current/ph2-cv-all", "current/ph2-cv-converged", "current/ph2-cv-deep", "current/ph2-label-efficiency",
+               "current/ph2-cv-all", "current/ph2-cv-all-xeon", "current/ph2-cv-converged", "current/ph2-cv-deep",
+               "current/ph2-label-efficiency",
                "current/ph2-robustness", "earlier/ph2-seeds"]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), REFERENCE / "README.md"]
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 TABLE_MARK = re.compile(r"^<!-- segbench table (.+) -->$")
+COMPARE_MARK = re.compile(r"^<!-- python scripts/compare_runs.py (.+) -->$")
 
 
 def test_reference_is_split_by_kind_and_every_folder_has_its_environment():
@@ -61,11 +63,11 @@ def test_link_checker_finds_a_broken_link(tmp_path):
     assert not (tmp_path / "missing/report.md").exists()
 
 
-def _marked_tables(text: str) -> list[tuple[str, str]]:
-    """``(arguments, table)`` of every README table introduced by ``<!-- segbench table ARGS -->``."""
+def _marked_tables(text: str, mark: re.Pattern[str] = TABLE_MARK) -> list[tuple[str, str]]:
+    """``(arguments, table)`` of every README table introduced by ``mark`` (``<!-- segbench table ARGS -->``)."""
     lines, out = text.splitlines(), []
     for i, line in enumerate(lines):
-        if m := TABLE_MARK.match(line):
+        if m := mark.match(line):
             j = i + 1
             while j < len(lines) and lines[j].startswith("|"):
                 j += 1
@@ -81,6 +83,20 @@ def test_readme_tables_are_segbench_table_output(capsys, monkeypatch):
         assert table, f"no table after the marker of {args}"
         assert main(["table", *shlex.split(args)]) == 0
         assert capsys.readouterr().out.strip() == table, f"README table of 'segbench table {args}' differs"
+
+
+def test_readme_compare_runs_tables_are_the_scripts_output(monkeypatch):
+    """Tables introduced by ``<!-- python scripts/compare_runs.py ARGS -->``: that command's output."""
+    import subprocess
+    import sys
+
+    marked = _marked_tables((ROOT / "README.md").read_text(), COMPARE_MARK)
+    assert marked
+    for args, table in marked:
+        done = subprocess.run([sys.executable, "scripts/compare_runs.py", *shlex.split(args)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip() == table, f"README table of 'compare_runs.py {args}' differs"
 
 
 def _tables(text: str) -> dict[tuple[str, ...], list[list[str]]]:
