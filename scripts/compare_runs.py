@@ -30,15 +30,20 @@ def _ok(summary: pd.DataFrame, per_image: pd.DataFrame) -> tuple[pd.DataFrame, p
     return summary, per_image
 
 
-def compare_runs(a_dir: str, b_dir: str, *, labels: tuple[str, str] = ("A", "B"), column: str = "dice_lesion") -> pd.DataFrame:
-    """One row per method in both folders: mean per-image ``column`` of A and B, A - B [95% CI], p, cells."""
+def compare_runs(a_dir: str, b_dir: str, *, labels: tuple[str, str] = ("A", "B"), column: str = "dice_lesion",
+                 methods: list[str] | None = None) -> pd.DataFrame:
+    """One row per method in both folders (or in ``methods``, in their order): mean per-image ``column`` of A and
+    B, A - B [95% CI], p, cells."""
     (sa, ia), (sb, ib) = (_ok(*load_tables(d)) for d in (a_dir, b_dir))
+    if methods is not None:
+        sa, ia = sa[sa["method"].isin(methods)], ia[ia["method"].isin(methods)]
     cells = sa.merge(sb, on=CELL, suffixes=("_a", "_b"))
     images = ia[[*CELL, "image_id", column]].merge(ib[[*CELL, "image_id", column]], on=[*CELL, "image_id"],
                                                     suffixes=("_a", "_b"))
     la, lb = labels
     rows = []
-    for method, mine in images.groupby("method", sort=False):
+    order = methods or list(dict.fromkeys(images["method"]))
+    for method, mine in sorted(images.groupby("method", sort=False), key=lambda g: order.index(g[0])):
         mine = mine.assign(diff=mine[f"{column}_a"] - mine[f"{column}_b"])
         wide = mine.pivot_table(index=["fold", "image_id"], columns="seed", values="diff", dropna=False)
         test = paired_difference(wide.to_numpy().T, wide.index.get_level_values("fold").to_numpy())
@@ -70,6 +75,8 @@ if __name__ == "__main__":
     parser.add_argument("b", help="run folder B")
     parser.add_argument("--labels", default="A,B", help="names of A and B in the table (default: A,B)")
     parser.add_argument("--column", default="dice_lesion", help="per-image score column (default: dice_lesion)")
+    parser.add_argument("--methods", help="comma-separated methods, in the table's order (default: every shared one)")
     args = parser.parse_args()
     label_a, label_b = args.labels.split(",")
-    print(markdown(compare_runs(args.a, args.b, labels=(label_a, label_b), column=args.column)))
+    methods = args.methods.split(",") if args.methods else None
+    print(markdown(compare_runs(args.a, args.b, labels=(label_a, label_b), column=args.column, methods=methods)))

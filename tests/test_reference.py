@@ -22,9 +22,8 @@ RUN_FOLDERS = [p for p in FOLDERS if (p / "summary.csv").is_file()]
 #: cells/ aside). The others' reports were written by earlier versions of the report (other columns, no stage
 #: effects), so only their re-reading is checked.
 SAME_REPORT = ["current/camvid-budget", "current/camvid-converged", "current/drive", "current/ph2-cv",
-               "current/ph2-cv-all", "current/ph2-cv-all-xeon", "current/ph2-cv-converged", "current/ph2-cv-deep",
-               "current/ph2-label-efficiency",
-               "current/ph2-robustness", "earlier/ph2-seeds"]
+               "current/ph2-cv-all", "current/ph2-cv-all-xeon", "current/ph2-cv-converged", "current/ph2-cv-cooldown",
+               "current/ph2-cv-deep", "current/ph2-label-efficiency", "current/ph2-robustness", "earlier/ph2-seeds"]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), REFERENCE / "README.md"]
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 TABLE_MARK = re.compile(r"^<!-- segbench table (.+) -->$")
