@@ -17,7 +17,7 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from segbench.report.format import fmt_ci, fmt_p
+from segbench.report.format import fmt_ci, fmt_p, markdown_table
 from segbench.report.stats import paired_difference
 from segbench.run.records import load_tables
 
@@ -35,16 +35,14 @@ def compare_runs(a_dir: str, b_dir: str, *, labels: tuple[str, str] = ("A", "B")
     """One row per method in both folders (or in ``methods``, in their order): mean per-image ``column`` of A and
     B, A - B [95% CI], p, cells."""
     (sa, ia), (sb, ib) = (_ok(*load_tables(d)) for d in (a_dir, b_dir))
-    if methods is not None:
-        sa, ia = sa[sa["method"].isin(methods)], ia[ia["method"].isin(methods)]
     cells = sa.merge(sb, on=CELL, suffixes=("_a", "_b"))
     images = ia[[*CELL, "image_id", column]].merge(ib[[*CELL, "image_id", column]], on=[*CELL, "image_id"],
                                                     suffixes=("_a", "_b"))
     la, lb = labels
     rows = []
-    order = methods or list(dict.fromkeys(images["method"]))
-    for method, mine in sorted(images.groupby("method", sort=False), key=lambda g: order.index(g[0])):
-        mine = mine.assign(diff=mine[f"{column}_a"] - mine[f"{column}_b"])
+    groups = dict(tuple(images.groupby("method", sort=False)))
+    for method in [m for m in (methods or groups) if m in groups]:
+        mine = groups[method].assign(diff=lambda t: t[f"{column}_a"] - t[f"{column}_b"])
         wide = mine.pivot_table(index=["fold", "image_id"], columns="seed", values="diff", dropna=False)
         test = paired_difference(wide.to_numpy().T, wide.index.get_level_values("fold").to_numpy())
         matched = cells[cells["method"] == method]
@@ -63,12 +61,6 @@ def _pair(cells: pd.DataFrame, column: str, spec: str) -> str:
     return "" if np.isnan(a) and np.isnan(b) else f"{a:{spec}} / {b:{spec}}"
 
 
-def markdown(table: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + " --- |" * len(table.columns)]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in table.itertuples(index=False)]
-    return "\n".join(lines)
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("a", help="run folder A")
@@ -79,4 +71,4 @@ if __name__ == "__main__":
     args = parser.parse_args()
     label_a, label_b = args.labels.split(",")
     methods = args.methods.split(",") if args.methods else None
-    print(markdown(compare_runs(args.a, args.b, labels=(label_a, label_b), column=args.column, methods=methods)))
+    print(markdown_table(compare_runs(args.a, args.b, labels=(label_a, label_b), column=args.column, methods=methods)))

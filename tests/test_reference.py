@@ -84,7 +84,7 @@ def test_readme_tables_are_segbench_table_output(capsys, monkeypatch):
         assert capsys.readouterr().out.strip() == table, f"README table of 'segbench table {args}' differs"
 
 
-def test_readme_compare_runs_tables_are_the_scripts_output(monkeypatch):
+def test_readme_compare_runs_tables_are_the_scripts_output():
     """Tables introduced by ``<!-- python scripts/compare_runs.py ARGS -->``: that command's output."""
     import subprocess
     import sys

@@ -3,8 +3,9 @@ the base once per (dataset, fold, seed, train fraction) and reuse it, so a stage
 identical base predictions, on CPU and GPU alike.
 
 ``share_bases`` marks one provider cell per base (the bare method when the grid has it, else the first such
-pipeline); the runner runs the cells that load a base after their providers. ``segbench.run.cells.fit_cell`` fits a cell's method: a provider
-saves its fitted base to ``artifacts/<key>/fitted_base.pt``; the other cells load it and fit only their stages.
+pipeline); the runner runs the cells that load a base after their providers. ``segbench.run.cells.fit_cell``
+fits a cell's method: a provider saves its fitted base to ``artifacts/<key>/fitted_base.pt``; the other cells
+load it and fit only their stages.
 """
 
 from __future__ import annotations
